@@ -1,0 +1,91 @@
+"""FLOP counting with PyTorch's FlopCounterMode (1 multiply-add = 2 FLOPs).
+
+Counting runs a forward (and optionally backward) pass under a dispatch mode, which is slow; callers
+count once per input shape and cache (see `FlopCache`), never inside every training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+CONVENTION = "2*MAC (torch FlopCounterMode)"
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one call. `by_module` maps a module's qualified name ("" = root) to its total."""
+
+    forward: int
+    backward: int
+    by_module_forward: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.forward + self.backward
+
+
+def _module_totals(mode: FlopCounterMode, root_name: str) -> dict[str, int]:
+    totals = {}
+    for name, per_op in mode.get_flop_counts().items():
+        if name == "Global":
+            continue
+        # FlopCounterMode names modules "<RootClass>.<fqn>"; strip the root so keys are FQNs.
+        fqn = "" if name == root_name else name.removeprefix(root_name + ".")
+        totals[fqn] = int(sum(per_op.values()))
+    return totals
+
+
+def count_flops(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> FlopCount:
+    """Count FLOPs of `model(*inputs)`; with `loss_fn`, also of `loss_fn(out).backward()`.
+
+    Gradients produced by the backward pass are discarded (parameters' `.grad` is restored).
+    """
+    root_name = type(model).__name__
+    saved_grads = {n: p.grad for n, p in model.named_parameters()}
+    with FlopCounterMode(display=False) as fwd_mode:
+        out = model(*inputs)
+    forward = int(fwd_mode.get_total_flops())
+    by_module = _module_totals(fwd_mode, root_name)
+    backward = 0
+    if loss_fn is not None:
+        with FlopCounterMode(display=False) as bwd_mode:
+            loss_fn(out).backward()
+        backward = int(bwd_mode.get_total_flops())
+        for n, p in model.named_parameters():
+            p.grad = saved_grads[n]
+    return FlopCount(forward=forward, backward=backward, by_module_forward=by_module)
+
+
+class FlopCache:
+    """Caches `count_flops` per (tag, input shapes, dtypes); the model must not change shape under a tag."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, FlopCount] = {}
+
+    def get(
+        self,
+        tag: str,
+        model: nn.Module,
+        inputs: tuple[torch.Tensor, ...],
+        loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> FlopCount:
+        key = (tag, tuple((tuple(x.shape), x.dtype) for x in inputs), loss_fn is not None)
+        if key not in self._cache:
+            self._cache[key] = count_flops(model, inputs, loss_fn)
+        return self._cache[key]
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(total, nonzero) parameter counts; nonzero counts exact zeros as pruned."""
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p.detach())) for p in model.parameters())
+    return total, nonzero
