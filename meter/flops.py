@@ -6,6 +6,7 @@ count once per input shape and cache (see `FlopCache`), never inside every train
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,10 +48,11 @@ def count_flops(
 ) -> FlopCount:
     """Count FLOPs of `model(*inputs)`; with `loss_fn`, also of `loss_fn(out).backward()`.
 
-    Gradients produced by the backward pass are discarded (parameters' `.grad` is restored).
+    Runs on a deep copy, so the caller's gradients, buffers (e.g. BatchNorm statistics) and RNG-free state are
+    untouched and counting never perturbs training.
     """
+    model = copy.deepcopy(model)
     root_name = type(model).__name__
-    saved_grads = {n: p.grad for n, p in model.named_parameters()}
     with FlopCounterMode(display=False) as fwd_mode:
         out = model(*inputs)
     forward = int(fwd_mode.get_total_flops())
@@ -60,8 +62,6 @@ def count_flops(
         with FlopCounterMode(display=False) as bwd_mode:
             loss_fn(out).backward()
         backward = int(bwd_mode.get_total_flops())
-        for n, p in model.named_parameters():
-            p.grad = saved_grads[n]
     return FlopCount(forward=forward, backward=backward, by_module_forward=by_module)
 
 
