@@ -1,0 +1,223 @@
+"""Typed config schemas, registered in Hydra's ConfigStore, plus validation and the run's config hash.
+
+Group files extend a stored schema (`defaults: [base_<group>, _self_]`), so a typo in any key or a value of the
+wrong type fails at compose time. Range checks live in each dataclass's `__post_init__` and run in `validate`,
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from meter import MeterConfig
+
+
+class ConfigError(ValueError):
+    """A config value that is out of range or unknown; the message names the key, the value and what is allowed."""
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass
+class DataCfg:
+    name: str = "mnist1d"
+    num_samples: int = 5000
+    train_split: float = 0.8
+    val_fraction: float = 0.1
+    generator_seed: int = 42  # MNIST-1D's own generation seed (the dataset), distinct from the run seed
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        from lth.data import DATASETS
+
+        _check(self.name in DATASETS, "data.name", self.name, ", ".join(DATASETS.names()))
+        _check(self.num_samples > 0, "data.num_samples", self.num_samples, "> 0")
+        _check(0.0 < self.train_split < 1.0, "data.train_split", self.train_split, "(0, 1)")
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+
+
+@dataclass
+class ModelCfg:
+    name: str = "mlp"
+    hidden: Optional[list[int]] = None
+    init: str = "kaiming_normal"
+
+    def __post_init__(self) -> None:
+        from lth.models import MODELS
+
+        _check(self.name in MODELS, "model.name", self.name, ", ".join(MODELS.names()))
+        _check(self.hidden is None or all(h > 0 for h in self.hidden), "model.hidden", self.hidden,
+               "a list of positive ints")
+        _check(self.init in ("glorot_normal", "kaiming_normal", "torch_default"), "model.init", self.init,
+               "glorot_normal, kaiming_normal, torch_default")
+
+
+@dataclass
+class OptimCfg:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    epochs: Optional[int] = None  # exactly one of epochs / steps
+    steps: Optional[int] = None
+    schedule: str = "constant"
+    eval_every: Optional[int] = None  # steps between evaluations; None = once per epoch
+
+    def __post_init__(self) -> None:
+        from experiments.optim import OPTIMIZERS, SCHEDULES
+
+        _check(self.name in OPTIMIZERS, "optim.name", self.name, ", ".join(OPTIMIZERS.names()))
+        _check(self.schedule in SCHEDULES, "optim.schedule", self.schedule, ", ".join(SCHEDULES.names()))
+        _check(self.lr > 0, "optim.lr", self.lr, "> 0")
+        _check(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "[0, 1)")
+        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")
+        _check(self.batch_size > 0, "optim.batch_size", self.batch_size, "> 0")
+        _check((self.epochs is None) != (self.steps is None), "optim.epochs/optim.steps",
+               (self.epochs, self.steps), "exactly one of them set")
+        for key in ("epochs", "steps", "eval_every"):
+            value = getattr(self, key)
+            _check(value is None or value > 0, f"optim.{key}", value, "> 0 or null")
+
+
+@dataclass
+class IMPCfg:
+    """Iterative magnitude pruning with rewinding; level 0 is the dense network."""
+
+    name: str = "imp"
+    levels: int = 10
+    strategy: str = "magnitude_layerwise"
+    prune_fraction: float = 0.2
+    output_prune_fraction: Optional[float] = None  # the output layer's own rate; None = prune_fraction
+    rewind: str = "0"  # 0 = original LTH; "500it", "2ep", "1ep100it"
+    baselines: list[str] = field(default_factory=lambda: ["random_reinit", "random_prune"])
+
+    def __post_init__(self) -> None:
+        from lth.pruning import STRATEGIES
+        from lth.rewind import RewindPoint
+
+        _check(self.levels >= 0, "method.levels", self.levels, ">= 0")
+        _check(self.strategy in STRATEGIES, "method.strategy", self.strategy, ", ".join(STRATEGIES.names()))
+        _check(0.0 < self.prune_fraction < 1.0, "method.prune_fraction", self.prune_fraction, "(0, 1)")
+        _check(self.output_prune_fraction is None or 0.0 <= self.output_prune_fraction < 1.0,
+               "method.output_prune_fraction", self.output_prune_fraction, "[0, 1) or null")
+        allowed = ("random_reinit", "random_prune")
+        _check(all(b in allowed for b in self.baselines), "method.baselines", self.baselines,
+               f"a subset of {list(allowed)}")
+        try:
+            RewindPoint.parse(self.rewind)
+        except ValueError as e:
+            raise ConfigError(f"method.{e}") from None
+
+
+@dataclass
+class LoggerCfg:
+    name: str = "local"  # local | wandb
+    project: str = "leanlab"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # online | offline | disabled; None = $WANDB_MODE, else offline
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("local", "wandb"), "logger.name", self.name, "local, wandb")
+        _check(self.mode in (None, "online", "offline", "disabled"), "logger.mode", self.mode,
+               "online, offline, disabled, null")
+
+
+@dataclass
+class Config:
+    name: str = MISSING  # the experiment's name (row key "experiment"); set by conf/experiment/*.yaml
+    task: str = "lth"
+    seed: int = 0
+    sweep_name: Optional[str] = None  # W&B group of a stored sweep; set by conf/sweep/*.yaml
+    progress: bool = True  # tqdm bars; always off under CI
+    data: Any = MISSING
+    model: Any = MISSING
+    optim: Any = MISSING
+    method: Any = MISSING
+    meter: Any = MISSING
+    logger: Any = MISSING
+    paths: Any = MISSING  # output_root etc.; never affects results
+
+    def __post_init__(self) -> None:
+        from experiments.tasks import TASKS
+
+        _check(self.task in TASKS, "task", self.task, ", ".join(TASKS.names()))
+        _check(self.seed >= 0, "seed", self.seed, ">= 0")
+
+
+SCHEMAS = {
+    ("data", "base_data"): DataCfg,
+    ("model", "base_model"): ModelCfg,
+    ("optim", "base_optim"): OptimCfg,
+    ("method", "base_imp"): IMPCfg,
+    ("meter", "base_meter"): MeterConfig,
+    ("logger", "base_logger"): LoggerCfg,
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=group, name=name, node=node)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Instantiate every dataclass (running range checks); a failure raises ConfigError naming the key."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except ValueError as e:  # a schema's own ValueError (e.g. MeterConfig) becomes a ConfigError
+        raise ConfigError(str(e)) from None
+
+
+# Keys that do not change what is computed: they never enter the config hash.
+_HASH_EXCLUDED = {"seed", "progress", "logger", "meter", "sweep_name", "name", "paths"}
+
+
+def _schema_defaults(schema) -> dict:
+    import dataclasses
+
+    out = {}
+    for f in fields(schema):
+        if f.default is not dataclasses.MISSING and f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _non_default(node: DictConfig, excluded: frozenset = frozenset()) -> dict:
+    schema = OmegaConf.get_type(node)
+    defaults = _schema_defaults(schema) if is_dataclass(schema) else {}
+    out = {}
+    for key in node:
+        if key in excluded:
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig):
+            sub = _non_default(value)
+            if sub:
+                out[key] = sub
+            continue
+        plain = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if key not in defaults or defaults[key] != plain:
+            out[key] = plain
+    return out
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """MD5 of the non-default hyperparameters (open_lth style): adding an option with a default keeps old hashes."""
+    payload = json.dumps(_non_default(cfg, frozenset(_HASH_EXCLUDED | {"hydra"})), sort_keys=True, default=str)
+    return hashlib.md5(payload.encode()).hexdigest()[:12]

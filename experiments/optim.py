@@ -1,0 +1,41 @@
+"""Optimizers and learning-rate schedules by name."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lth.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+SCHEDULES: Registry = Registry("lr schedule")
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params, cfg) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adam")
+def adam(params, cfg) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@SCHEDULES.register("constant")
+def constant(step: int, total: int) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def cosine(step: int, total: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(cfg.name)(model.parameters(), cfg)
+
+
+def lr_factor(cfg, step: int, total: int) -> float:
+    """Multiplier of the base LR at `step`; a pure function of the step, so resuming at step k replays it exactly."""
+    return SCHEDULES.get(cfg.schedule)(step, total)

@@ -1,0 +1,196 @@
+"""The one shared training loop: fixed-shape batches from in-memory tensors, periodic evaluation with early-stop
+tracking, a checkpoint at every epoch boundary, exact resume, a NaN guard, masks re-applied after every step,
+and the meter wrapped around every phase.
+
+Data order is a pure function of (seed, epoch) and the LR of (step, total), so resuming at step k replays
+exactly what an uninterrupted run would have done (bit-identical on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments.optim import build_optimizer, lr_factor
+from lth.data import Splits
+from lth.masks import Mask, apply_mask
+from meter import Measurement, Meter
+from meter.flops import FlopCache
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the run fails with the step and the value."""
+
+
+@dataclass
+class EarlyStop:
+    """Tracks the evaluation of minimum validation loss (Frankle & Carbin 2019 report test accuracy there)."""
+
+    best_step: int = -1
+    best_val_loss: float = float("inf")
+    val_acc: float = float("nan")
+    test_acc: float = float("nan")
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if metrics["loss/val"] < self.best_val_loss:
+            self.best_step, self.best_val_loss = step, metrics["loss/val"]
+            self.val_acc, self.test_acc = metrics["acc/val"], metrics["acc/test"]
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, float]  # final evaluation
+    early_stop: EarlyStop
+    steps: int  # steps this unit trained (start_step..total_steps)
+    flops_train: int
+    flops_eval: int
+    measurement: Measurement
+    history: list[dict] = field(default_factory=list)
+
+
+def iterations_per_epoch(n_train: int, batch_size: int) -> int:
+    if n_train < batch_size:
+        raise ValueError(f"optim.batch_size={batch_size} is larger than the training set ({n_train} samples)")
+    return n_train // batch_size  # drop_last: every batch has the same shape
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size])
+        loss_sum += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
+
+
+def _eval_all(model: nn.Module, data: Splits) -> dict[str, float]:
+    out = {}
+    for split, (x, y) in {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}.items():
+        if len(x):
+            out[f"loss/{split}"], out[f"acc/{split}"] = evaluate(model, x, y)
+    if "loss/val" not in out:  # no validation split: early stopping falls back to the test split, said in rows
+        out["loss/val"], out["acc/val"] = out["loss/test"], out["acc/test"]
+    return out
+
+
+def fit(
+    model: nn.Module,
+    data: Splits,
+    optim_cfg,
+    *,
+    seed: int,
+    total_steps: int,
+    meter: Meter,
+    logger,
+    tag: str,
+    start_step: int = 0,
+    mask: Mask | None = None,
+    checkpoint_path: Path | None = None,
+    snapshot_step: int | None = None,
+    on_snapshot: Callable[[nn.Module, int], None] | None = None,
+    progress: bool = True,
+    flop_cache: FlopCache | None = None,
+) -> FitResult:
+    """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists."""
+    flop_cache = flop_cache or FlopCache()
+    bs = optim_cfg.batch_size
+    spe = iterations_per_epoch(len(data.x_train), bs)
+    eval_every = optim_cfg.eval_every or spe
+    optimizer = build_optimizer(model, optim_cfg)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    if mask is not None:
+        apply_mask(model, mask)
+
+    step, early, measured, flops_train, flops_eval, history = start_step, EarlyStop(), None, 0, 0, []
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, flops_train, flops_eval = state["step"], state["flops_train"], state["flops_eval"]
+        early = EarlyStop(**state["early_stop"])
+        measured = Measurement.from_dict(state["measurement"])
+        history = list(state["history"])
+        log.info("%s: resumed from %s at step %d", tag, checkpoint_path, step)
+
+    def loss_on(batch_y):
+        return lambda logits: F.cross_entropy(logits, batch_y)
+
+    def checkpoint() -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "step": step, "flops_train": flops_train, "flops_eval": flops_eval,
+            "early_stop": asdict(early), "measurement": measured.to_dict(), "history": history,
+        })
+
+    def run_eval() -> dict[str, float]:
+        nonlocal flops_eval
+        with meter.window("eval"):
+            metrics = _eval_all(model, data)
+        n_eval = len(data.x_val) + len(data.x_test)
+        flops_eval += n_eval * flop_cache.get("infer1", model, (data.x_train[:1],)).forward
+        early.update(step, metrics)
+        history.append({"step": step, **metrics})
+        logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"]}, step)
+        return metrics
+
+    model.train()
+    disable = not progress or bool(os.environ.get("CI"))
+    bar = tqdm(total=total_steps, initial=step, desc=tag, disable=disable, leave=False)
+    while step < total_steps:
+        chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
+        with meter.window("train") as window:
+            while step < chunk_end:
+                if snapshot_step is not None and step == snapshot_step and on_snapshot is not None:
+                    on_snapshot(model, step)
+                epoch, i = divmod(step, spe)
+                idx = epoch_order(seed, epoch, len(data.x_train))[i * bs : (i + 1) * bs]
+                xb, yb = data.x_train[idx], data.y_train[idx]
+                for g, base in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = base * lr_factor(optim_cfg, step, total_steps)
+                loss = F.cross_entropy(model(xb), yb)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"{tag}: training loss is {float(loss)} at step {step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if mask is not None:
+                    apply_mask(model, mask)
+                flops_train += flop_cache.get("train", model, (xb,), loss_on(yb)).total
+                step += 1
+                bar.update(1)
+                if step % eval_every == 0 or step == total_steps:
+                    run_eval()
+        measured = window if measured is None else measured + window
+        checkpoint()
+    bar.close()
+    if not history or history[-1]["step"] != step:
+        with meter.window("eval") as window:
+            run_eval()
+        measured = window if measured is None else measured + window
+    if snapshot_step is not None and snapshot_step == step and on_snapshot is not None:
+        on_snapshot(model, step)
+    return FitResult(metrics=history[-1], early_stop=early, steps=total_steps - start_step, flops_train=flops_train,
+                     flops_eval=flops_eval, measurement=measured, history=history)
