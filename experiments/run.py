@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, config_hash, register_configs, validate
@@ -30,7 +31,11 @@ register_configs()
 def run_job(cfg: DictConfig, job_dir: Path) -> list[dict]:
     """Run one job into `job_dir`; raises (after writing a `failed` summary) on any error."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    typed = validate(cfg)  # ConfigError before any work
+    try:
+        typed = validate(cfg)  # ConfigError before any work
+    except ConfigError as e:
+        write_summary(job_dir, "failed", [], error=f"ConfigError: {e}")
+        raise
     seed_everything(typed.seed)
     identity = {
         "experiment": typed.name,
@@ -63,8 +68,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         rows = run_job(cfg, job_dir)
     except ConfigError as e:
-        log.error("config error: %s", e)
-        raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job, runs the others and exits non-zero at the end
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)
     if cfg.task == "lth":
         print(render(rows, LTH_COLUMNS))
     print(f"\nrun folder: {job_dir}")

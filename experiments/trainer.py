@@ -172,7 +172,7 @@ def fit(
                     g["lr"] = base * lr_factor(optim_cfg, step, total_steps)
                 loss = F.cross_entropy(model(xb), yb)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"{tag}: training loss is {float(loss)} at step {step}")
+                    raise NonFiniteLossError(f"{tag}: training loss is {float(loss.detach())} at step {step}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -59,6 +59,21 @@ def _rates(cfg, model) -> PruneRates:
     return PruneRates(cfg.method.prune_fraction, per_layer)
 
 
+def start_state(cfg, data, kind: str, level: int, mask, rewind_file: Path, rewind_step: int):
+    """(model with its unit's mask applied, first training step, mask) of one unit of work."""
+    if level == 0:
+        model, start, unit_mask = _model(cfg, data, cfg.seed), 0, mask
+    elif kind == "random_reinit":
+        model, start, unit_mask = _model(cfg, data, cfg.seed + 7919 * level), rewind_step, mask
+    else:
+        model, start, unit_mask = _model(cfg, data, cfg.seed), rewind_step, mask
+        model.load_state_dict(load_checkpoint(rewind_file)["model"])
+        if kind == "random_prune":
+            unit_mask = random_mask_like(mask, torch.Generator().manual_seed(cfg.seed * 104_729 + level))
+    apply_mask(model, unit_mask)
+    return model, start, unit_mask
+
+
 @TASKS.register("lth")
 def run_imp(cfg, ctx: RunContext) -> list[dict]:
     data = load_dataset(cfg.data.name, num_samples=cfg.data.num_samples, train_split=cfg.data.train_split,
@@ -99,17 +114,7 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
                 ctx.add_row(read_json(result_file)["row"])
                 continue
             unit_dir.mkdir(parents=True, exist_ok=True)
-            unit_mask = mask
-            if level == 0:
-                model, start = _model(cfg, data, cfg.seed), 0
-            elif kind == "random_reinit":
-                model, start = _model(cfg, data, cfg.seed + 7919 * level), rewind_step
-            else:
-                model, start = _model(cfg, data, cfg.seed), rewind_step
-                model.load_state_dict(load_checkpoint(rewind_file)["model"])
-                if kind == "random_prune":
-                    gen = torch.Generator().manual_seed(cfg.seed * 104_729 + level)
-                    unit_mask = random_mask_like(mask, gen)
+            model, start, unit_mask = start_state(cfg, data, kind, level, mask, rewind_file, rewind_step)
             tag = f"L{level:02d}/{kind}"
             result = fit(
                 model, data, cfg.optim, seed=cfg.seed, total_steps=total, start_step=start, mask=unit_mask,

@@ -1,0 +1,36 @@
+import json
+
+from experiments.records import write_summary
+from experiments.tables import aggregate, load_runs, main, render
+
+
+def _job(root, name, status, acc, seed):
+    job = root / name
+    job.mkdir(parents=True)
+    (job / "config.yaml").write_text("x: 1\n")
+    if status is not None:
+        write_summary(job, status, [{"lth/level": 1, "lth/kind": "ticket", "acc/test": acc, "seed": seed}] if status == "completed" else [],
+                      error=None if status == "completed" else "boom")
+
+
+def test_failed_and_unfinished_runs_are_missing_not_zero(tmp_path, capsys):
+    _job(tmp_path, "a", "completed", 0.5, 0)
+    _job(tmp_path, "b", "completed", 0.7, 1)
+    _job(tmp_path, "c", "failed", None, 2)
+    _job(tmp_path, "d", None, None, 3)
+    rows, missing = load_runs([tmp_path])
+    assert sorted(r["acc/test"] for r in rows) == [0.5, 0.7]
+    assert len(missing) == 2 and any("failed: boom" in m for m in missing) and any("unfinished" in m for m in missing)
+    agg = aggregate(rows, ["lth/level", "lth/kind"], ["acc/test"])
+    assert agg == [{"lth/level": 1, "lth/kind": "ticket", "acc/test": "0.6 ± 0.14 (n=2)"}]
+    assert main([str(tmp_path), "--format", "csv", "--columns", "acc/test"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == "acc/test" and "missing:" in out.err
+
+
+def test_render_formats():
+    rows = [{"a": 1.23456, "b": "x%"}]
+    cols = [("a", "A", "{:.2f}"), ("b", "B", "{}")]
+    assert render(rows, cols, "md").splitlines()[2] == "| 1.23 | x% |"
+    assert "x\\%" in render(rows, cols, "latex")
+    assert json.dumps(render(rows, cols, "csv")) == json.dumps("A,B\r\n1.23,x%\r\n")
