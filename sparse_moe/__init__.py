@@ -1,0 +1,30 @@
+"""sparse_moe: routed expert layers (routers, capacity, dispatch backends, losses, FLOPs), models and data.
+
+    from sparse_moe import MoELayer
+    y, aux = MoELayer(d_model=256, d_ff=1024, num_experts=8, router="switch")(x)
+    loss = task_loss + aux.weighted_loss
+"""
+
+from .config import MoEConfig
+from .dispatch import DISPATCHERS
+from .experts import ACTIVATIONS, DenseFFN, Experts
+from .flops import MoEFlops, layer_flops, training_flops
+from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
+from .routers import ROUTERS
+
+__all__ = [
+    "ACTIVATIONS",
+    "DISPATCHERS",
+    "ROUTERS",
+    "DenseFFN",
+    "Experts",
+    "MoEAux",
+    "MoEConfig",
+    "MoEFlops",
+    "MoELayer",
+    "aux_stats",
+    "layer_flops",
+    "step_routers",
+    "total_aux_loss",
+    "training_flops",
+]

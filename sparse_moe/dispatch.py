@@ -1,0 +1,125 @@
+"""Dispatch backends: numerically equivalent ways to compute y[t] = sum_i w_i * expert_{e_i}(x[t_i]).
+
+Each backend: (x [T, d], token [N], expert [N], weight [N], experts, capacity) -> (y [T, d], rows executed).
+Tokens with no assignment get y = 0 (the caller's residual carries them).
+
+`auto` choice, from benchmarks/moe_dispatch.py (see its docstring for the measured table): CPU -> sort_split,
+CUDA -> grouped_mm; grouped_mm falls back to sort_split where unsupported (fp64, strides not 16-byte aligned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .experts import Experts
+from .registry import Registry
+
+Backend = Callable[..., tuple[torch.Tensor, int]]
+DISPATCHERS: Registry[Backend] = Registry("dispatch backend")
+AUTO_BY_DEVICE = {"cpu": "sort_split", "cuda": "grouped_mm"}
+
+
+def _combine(x: torch.Tensor, token: torch.Tensor, out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x).index_add(0, token, out * weight.to(out.dtype)[:, None])
+
+
+@DISPATCHERS.register("loop")
+def loop_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
+    """Reference: one masked gather per expert, the plainest correct code."""
+    y = torch.zeros_like(x)
+    for e in range(experts.num_experts):
+        sel = (expert == e).nonzero().squeeze(1)
+        if sel.numel() == 0:
+            continue
+        b1 = None if experts.b1 is None else experts.b1[e]
+        b2 = None if experts.b2 is None else experts.b2[e]
+        out = experts.expert_forward(x[token[sel]], experts.w1[e], experts.w2[e], b1, b2)
+        y = y.index_add(0, token[sel], out * weight[sel].to(out.dtype)[:, None])
+    return y, int(token.numel())
+
+
+def _sorted(token, expert, weight, num_experts):
+    order = torch.argsort(expert, stable=True)
+    counts = torch.bincount(expert, minlength=num_experts)
+    return token[order], expert[order], weight[order], counts
+
+
+@DISPATCHERS.register("sort_split")
+def sort_split_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
+    """Sort rows by expert, one matmul pair per expert on contiguous slices, one index_add back.
+
+    Weights are unbind-ed once: indexing W[e] in the loop would copy all of W per expert in backward.
+    """
+    tok, _, w, counts = _sorted(token, expert, weight, experts.num_experts)
+    xs = x.index_select(0, tok)
+    w1, w2 = experts.w1.unbind(0), experts.w2.unbind(0)
+    b1 = experts.b1.unbind(0) if experts.b1 is not None else [None] * experts.num_experts
+    b2 = experts.b2.unbind(0) if experts.b2 is not None else [None] * experts.num_experts
+    outs = [
+        experts.expert_forward(xe, w1[e], w2[e], b1[e], b2[e])
+        for e, xe in enumerate(xs.split(counts.tolist()))
+        if xe.shape[0] > 0
+    ]
+    out = torch.cat(outs) if outs else xs
+    return _combine(x, tok, out, w), int(tok.numel())
+
+
+def grouped_mm_supported(x: torch.Tensor, experts: Experts) -> bool:
+    if not hasattr(F, "grouped_mm") or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    align = 16 // x.element_size()  # row strides must be multiples of 16 bytes
+    return all(n % align == 0 for n in (experts.d_model, experts.d_in, experts.d_ff))
+
+
+@DISPATCHERS.register("grouped_mm")
+def grouped_mm_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
+    """Sorted rows through torch.nn.functional.grouped_mm with offsets (fp32/bf16/fp16 only)."""
+    if not grouped_mm_supported(x, experts):
+        raise ValueError(
+            f"dispatch 'grouped_mm' needs torch.nn.functional.grouped_mm, dtype fp32/bf16/fp16 (got {x.dtype}) "
+            f"and d_model, d_ff multiples of {16 // x.element_size()} (got {experts.d_model}, {experts.d_ff})"
+        )
+    tok, ex, w, counts = _sorted(token, expert, weight, experts.num_experts)
+    if tok.numel() == 0:
+        return torch.zeros_like(x), 0
+    offs = torch.cumsum(counts, 0).to(torch.int32)
+    h = F.grouped_mm(x.index_select(0, tok), experts.w1, offs=offs)
+    if experts.b1 is not None:
+        h = h + experts.b1[ex]
+    out = F.grouped_mm(experts.act(h), experts.w2, offs=offs)
+    if experts.b2 is not None:
+        out = out + experts.b2[ex]
+    return _combine(x, tok, out, w), int(tok.numel())
+
+
+@DISPATCHERS.register("padded_bmm")
+def padded_bmm_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
+    """Rows scattered into a [E, C, d] buffer (C = capacity, or the max load when dropless), two bmm's.
+
+    Static shapes when capacity is set; executes E * C rows, padding included.
+    """
+    num_e = experts.num_experts
+    tok, ex, w, counts = _sorted(token, expert, weight, num_e)
+    cap = capacity if capacity is not None else int(counts.max()) if tok.numel() else 0
+    pos = torch.arange(tok.numel(), device=x.device) - (torch.cumsum(counts, 0) - counts)[ex]
+    buf = x.new_zeros(num_e, cap, x.shape[1]).index_put((ex, pos), x.index_select(0, tok))
+    h = torch.bmm(buf, experts.w1)
+    if experts.b1 is not None:
+        h = h + experts.b1[:, None, :]
+    out = torch.bmm(experts.act(h), experts.w2)
+    if experts.b2 is not None:
+        out = out + experts.b2[:, None, :]
+    return _combine(x, tok, out[ex, pos], w), num_e * cap
+
+
+def resolve_dispatch(name: str, x: torch.Tensor, experts: Experts) -> Backend:
+    """The backend for `name`; `auto` picks per device (AUTO_BY_DEVICE) with a supported fallback."""
+    if name != "auto":
+        return DISPATCHERS.get(name)
+    choice = AUTO_BY_DEVICE.get(x.device.type, "sort_split")
+    if choice == "grouped_mm" and not grouped_mm_supported(x, experts):
+        choice = "sort_split"
+    return DISPATCHERS.get(choice)

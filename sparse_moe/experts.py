@@ -1,0 +1,99 @@
+"""Stacked expert weights and the dense FFN they generalise.
+
+Expert e computes `act(x @ w1[e] + b1[e]) @ w2[e] + b2[e]`, x [n, d] -> [n, d]. Weights are stacked as
+w1 [E, d, f_in] and w2 [E, f, d] (f_in = 2f for gated activations: gate and up halves side by side).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+
+# name -> (function h[n, f_in] -> [n, f], gate multiplier: f_in = mult * f)
+ACTIVATIONS: Registry[tuple[Callable[[torch.Tensor], torch.Tensor], int]] = Registry("activation")
+ACTIVATIONS.register("gelu")((F.gelu, 1))
+ACTIVATIONS.register("relu")((F.relu, 1))
+ACTIVATIONS.register("silu")((F.silu, 1))
+
+
+def _swiglu(h: torch.Tensor) -> torch.Tensor:
+    gate, up = h.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+ACTIVATIONS.register("swiglu")((_swiglu, 2))
+
+
+class Experts(nn.Module):
+    """E independent FFNs with stacked parameters; the dispatch backends decide how rows reach them."""
+
+    def __init__(self, num_experts: int, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = False):
+        super().__init__()
+        self.act, mult = ACTIVATIONS.get(activation)
+        self.num_experts, self.d_model, self.d_ff, self.d_in = num_experts, d_model, d_ff, mult * d_ff
+        self.w1 = nn.Parameter(torch.empty(num_experts, d_model, self.d_in))
+        self.w2 = nn.Parameter(torch.empty(num_experts, d_ff, d_model))
+        self.b1 = nn.Parameter(torch.zeros(num_experts, self.d_in)) if bias else None
+        self.b2 = nn.Parameter(torch.zeros(num_experts, d_model)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Linear's default (kaiming-uniform, fan_in) applied per expert.
+        nn.init.uniform_(self.w1, -1 / math.sqrt(self.d_model), 1 / math.sqrt(self.d_model))
+        nn.init.uniform_(self.w2, -1 / math.sqrt(self.d_ff), 1 / math.sqrt(self.d_ff))
+
+    def row_flops(self) -> int:
+        """Forward matmul FLOPs of one row through one expert (2 per multiply-add)."""
+        return 2 * self.d_model * self.d_in + 2 * self.d_ff * self.d_model
+
+    def expert_forward(
+        self,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        b1: torch.Tensor | None = None,
+        b2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One expert on rows x [n, d] given its own weight slices -> [n, d]."""
+        h = x @ w1
+        if b1 is not None:
+            h = h + b1
+        out = self.act(h) @ w2
+        return out if b2 is None else out + b2
+
+
+class DenseFFN(nn.Module):
+    """The dense FFN an MoE layer replaces: `act(x @ w1 + b1) @ w2 + b2`, x [..., d] -> [..., d].
+
+    Same parameter layout as one expert, so E = 1 / k = 1 MoE equals it exactly (see tests).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = False):
+        super().__init__()
+        self.act, mult = ACTIVATIONS.get(activation)
+        self.d_model, self.d_ff, self.d_in = d_model, d_ff, mult * d_ff
+        self.w1 = nn.Parameter(torch.empty(d_model, self.d_in))
+        self.w2 = nn.Parameter(torch.empty(d_ff, d_model))
+        self.b1 = nn.Parameter(torch.zeros(self.d_in)) if bias else None
+        self.b2 = nn.Parameter(torch.zeros(d_model)) if bias else None
+        nn.init.uniform_(self.w1, -1 / math.sqrt(d_model), 1 / math.sqrt(d_model))
+        nn.init.uniform_(self.w2, -1 / math.sqrt(d_ff), 1 / math.sqrt(d_ff))
+
+    def row_flops(self) -> int:
+        return 2 * self.d_model * self.d_in + 2 * self.d_ff * self.d_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        h = x.reshape(-1, self.d_model) @ self.w1
+        if self.b1 is not None:
+            h = h + self.b1
+        out = self.act(h) @ self.w2
+        if self.b2 is not None:
+            out = out + self.b2
+        return out.reshape(shape)
