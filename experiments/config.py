@@ -99,7 +99,12 @@ class IMPCfg:
     prune_fraction: float = 0.2
     output_prune_fraction: Optional[float] = None  # the output layer's own rate; None = prune_fraction
     rewind: str = "0"  # 0 = original LTH; "500it", "2ep", "1ep100it"
+    retrain: str = "weight_rewind"  # weight_rewind | lr_rewind | finetune (Renda et al. 2020)
+    optimizer_state: str = "fresh"  # at rewind: fresh | rewound (the step-k optimizer state)
+    replay_data_order: bool = True  # retraining sees the same batches from step k as the dense run did
+    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
     baselines: list[str] = field(default_factory=lambda: ["random_reinit", "random_prune"])
+    random_prune_scope: str = "layerwise"  # layerwise | global
 
     def __post_init__(self) -> None:
         from lth.pruning import STRATEGIES
@@ -110,7 +115,13 @@ class IMPCfg:
         _check(0.0 < self.prune_fraction < 1.0, "method.prune_fraction", self.prune_fraction, "(0, 1)")
         _check(self.output_prune_fraction is None or 0.0 <= self.output_prune_fraction < 1.0,
                "method.output_prune_fraction", self.output_prune_fraction, "[0, 1) or null")
-        allowed = ("random_reinit", "random_prune")
+        _check(self.retrain in ("weight_rewind", "lr_rewind", "finetune"), "method.retrain", self.retrain,
+               "weight_rewind, lr_rewind, finetune")
+        _check(self.optimizer_state in ("fresh", "rewound"), "method.optimizer_state", self.optimizer_state,
+               "fresh, rewound")
+        _check(self.random_prune_scope in ("layerwise", "global"), "method.random_prune_scope",
+               self.random_prune_scope, "layerwise, global")
+        allowed = ("random_reinit", "random_prune", "one_shot")
         _check(all(b in allowed for b in self.baselines), "method.baselines", self.baselines,
                f"a subset of {list(allowed)}")
         try:

@@ -107,17 +107,26 @@ def fit(
     mask: Mask | None = None,
     checkpoint_path: Path | None = None,
     snapshot_step: int | None = None,
-    on_snapshot: Callable[[nn.Module, int], None] | None = None,
+    on_snapshot: Callable[[nn.Module, torch.optim.Optimizer, int], None] | None = None,
     progress: bool = True,
     flop_cache: FlopCache | None = None,
+    optimizer_state: dict | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> FitResult:
-    """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists."""
+    """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists.
+
+    `optimizer_state` starts from a saved optimizer state (e.g. rewound to step k) instead of a fresh one;
+    `lr_at(step)` overrides the schedule's LR multiplier (fine-tuning at a fixed LR).
+    """
     flop_cache = flop_cache or FlopCache()
     bs = optim_cfg.batch_size
     spe = iterations_per_epoch(len(data.x_train), bs)
     eval_every = optim_cfg.eval_every or spe
     optimizer = build_optimizer(model, optim_cfg)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    lr_at = lr_at or (lambda s: lr_factor(optim_cfg, s, total_steps))
     if mask is not None:
         apply_mask(model, mask)
 
@@ -164,12 +173,12 @@ def fit(
         with meter.window("train") as window:
             while step < chunk_end:
                 if snapshot_step is not None and step == snapshot_step and on_snapshot is not None:
-                    on_snapshot(model, step)
+                    on_snapshot(model, optimizer, step)
                 epoch, i = divmod(step, spe)
                 idx = epoch_order(seed, epoch, len(data.x_train))[i * bs : (i + 1) * bs]
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = base * lr_factor(optim_cfg, step, total_steps)
+                    g["lr"] = base * lr_at(step)
                 loss = F.cross_entropy(model(xb), yb)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"{tag}: training loss is {float(loss.detach())} at step {step}")
@@ -191,6 +200,6 @@ def fit(
             run_eval()
         measured = window if measured is None else measured + window
     if snapshot_step is not None and snapshot_step == step and on_snapshot is not None:
-        on_snapshot(model, step)
+        on_snapshot(model, optimizer, step)
     return FitResult(metrics=history[-1], early_stop=early, steps=total_steps - start_step, flops_train=flops_train,
                      flops_eval=flops_eval, measurement=measured, history=history)

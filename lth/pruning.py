@@ -95,11 +95,28 @@ def random_global(model, mask, rates, generator=None) -> Mask:
     return _prune(model, mask, rates, "global", _random, generator)
 
 
-def random_mask_like(mask: Mask, generator: torch.Generator) -> Mask:
-    """Random-pruning baseline: per layer, the same number of kept weights at uniformly random positions."""
+def random_mask_like(mask: Mask, generator: torch.Generator, scope: str = "layerwise") -> Mask:
+    """Random-pruning baseline at the same density as `mask`.
+
+    layerwise: per layer, the same number of kept weights at uniformly random positions;
+    global: the same total number kept, at uniformly random positions over all layers pooled.
+    """
+    if scope not in ("layerwise", "global"):
+        raise ValueError(f"random pruning scope {scope!r} is not one of layerwise, global")
+    groups = [[n] for n in mask] if scope == "layerwise" else [list(mask)]
     out: Mask = {}
-    for name, m in mask.items():
-        flat = torch.zeros(m.numel(), dtype=torch.bool)
-        flat[torch.randperm(m.numel(), generator=generator)[: int(m.sum())]] = True
-        out[name] = flat.view_as(m)
+    for names in groups:
+        sizes = [mask[n].numel() for n in names]
+        flat = torch.zeros(sum(sizes), dtype=torch.bool)
+        flat[torch.randperm(sum(sizes), generator=generator)[: sum(int(mask[n].sum()) for n in names)]] = True
+        for name, chunk in zip(names, flat.split(sizes)):
+            out[name] = chunk.view_as(mask[name])
     return out
+
+
+def compound(rates: PruneRates, levels: int) -> PruneRates:
+    """The one-shot rates that reach, in one step, the density of `levels` iterative steps at `rates`."""
+    def c(r: float) -> float:
+        return 1.0 - (1.0 - r) ** levels
+
+    return PruneRates(c(rates.default), {n: c(r) for n, r in rates.per_layer.items()})

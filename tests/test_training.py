@@ -101,7 +101,7 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     from experiments.checkpoint import load_checkpoint
     from lth.data import load_dataset
 
-    rewind_file = tmp_path / "levels" / "rewind_weights.pt"
+    rewind_file = tmp_path / "levels" / "rewind.pt"
     saved = load_checkpoint(rewind_file)
     assert saved["step"] == 3
     # The snapshot is the level-0 network after exactly 3 steps.
@@ -117,7 +117,8 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     for name, value in three.state_dict().items():
         assert torch.equal(value, saved["model"][name]), name
     mask = load_checkpoint(tmp_path / "levels" / "level_01" / "mask.pt")["mask"]
-    model, start, unit_mask = start_state(cfg, data, "ticket", 1, mask, rewind_file, 3)
+    from experiments.tasks.lth import LevelFiles
+    model, start, unit_mask, _ = start_state(cfg, data, "ticket", 1, mask, LevelFiles(tmp_path), 3)
     assert start == 3 and unit_mask is mask
     for name, value in model.state_dict().items():
         expected = saved["model"][name] * mask[name] if name in mask else saved["model"][name]

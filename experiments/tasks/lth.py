@@ -1,14 +1,20 @@
-"""Iterative magnitude pruning with rewinding, and its baselines, one row per (level, kind).
+"""Iterative magnitude pruning with rewinding, and its baselines: one row per (level, kind).
 
-Level 0 trains the dense network and snapshots its weights at the rewind iteration k. Each later level prunes the
-previous level's trained ticket, rewinds the survivors to their step-k values and retrains from k. At every
-level >= 1 the baselines train the same steps: `random_reinit` (same mask, a new seeded initialisation) and
-`random_prune` (step-k weights under a random mask with the same per-layer counts).
-Finished units leave `result.json`; a rerun in the same folder skips them and resumes the unfinished one.
+Level 0 trains the dense network and snapshots weights and optimizer state at the rewind iteration k. Each later
+level prunes the previous level's trained ticket and retrains the survivors from step k to the end, by the
+retraining mode (Renda et al. 2020):
+  weight_rewind  weights <- their step-k values (k = 0 is the original lottery ticket); LR schedule replays from k
+  lr_rewind      weights <- the previous level's final values; LR schedule replays from k
+  finetune       weights <- the previous level's final values; LR fixed at the schedule's final value
+Baselines at every level >= 1 train the same steps: `random_reinit` (same mask, new seeded init), `random_prune`
+(a random mask of the same density, layer-wise or global), `one_shot` (the dense network pruned once to this
+level's density). Finished units leave `result.json`; a rerun in the same folder skips them and resumes the
+unfinished one from its checkpoint.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from pathlib import Path
 
@@ -16,6 +22,7 @@ import torch
 
 from experiments.checkpoint import load_checkpoint, save_checkpoint
 from experiments.context import RunContext
+from experiments.optim import lr_factor
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks import TASKS
 from experiments.trainer import fit, iterations_per_epoch
@@ -31,9 +38,16 @@ from lth import (
     random_mask_like,
 )
 from lth.data import load_dataset
+from lth.pruning import compound
 from meter.flops import CONVENTION, param_counts
 
 log = logging.getLogger(__name__)
+
+
+def load_data(cfg):
+    return load_dataset(cfg.data.name, num_samples=cfg.data.num_samples, train_split=cfg.data.train_split,
+                        val_fraction=cfg.data.val_fraction, seed=cfg.data.generator_seed,
+                        split_seed=cfg.data.split_seed)
 
 
 def _model(cfg, data, init_seed: int):
@@ -42,14 +56,12 @@ def _model(cfg, data, init_seed: int):
                        init=cfg.model.init)
 
 
-def _infer_flops(ctx: RunContext, model, mask, example: torch.Tensor) -> tuple[int, int]:
-    """(effective, dense) FLOPs of one inference; a masked layer's FLOPs scale with its density."""
-    count = ctx.flop_cache.get("infer1", model, (example,))
-    dense = count.forward
-    effective = dense - sum(
-        count.by_module_forward[name.rsplit(".", 1)[0]] * (1.0 - d) for name, d in layer_densities(mask).items()
-    )
-    return int(round(effective)), dense
+def prunable(cfg, model) -> list[str]:
+    """The model's prunable weights minus those matching `method.exclude` patterns."""
+    names = [n for n in model.prunable_names() if not any(fnmatch.fnmatch(n, p) for p in cfg.method.exclude)]
+    if not names:
+        raise ValueError(f"method.exclude={list(cfg.method.exclude)} excludes every prunable layer")
+    return names
 
 
 def _rates(cfg, model) -> PruneRates:
@@ -59,88 +71,133 @@ def _rates(cfg, model) -> PruneRates:
     return PruneRates(cfg.method.prune_fraction, per_layer)
 
 
-def start_state(cfg, data, kind: str, level: int, mask, rewind_file: Path, rewind_step: int):
-    """(model with its unit's mask applied, first training step, mask) of one unit of work."""
+def _infer_flops(ctx: RunContext, model, mask, example: torch.Tensor) -> tuple[int, int]:
+    """(effective, dense) FLOPs of one inference; a masked layer's FLOPs scale with its density."""
+    count = ctx.flop_cache.get("infer1", model, (example,))
+    effective = count.forward - sum(
+        count.by_module_forward[name.rsplit(".", 1)[0]] * (1.0 - d) for name, d in layer_densities(mask).items()
+    )
+    return int(round(effective)), count.forward
+
+
+class LevelFiles:
+    """Where one run keeps its IMP state: levels/rewind.pt, levels/level_XX/{mask.pt, <kind>/...}."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.root = job_dir / "levels"
+        self.rewind = self.root / "rewind.pt"
+
+    def level(self, level: int) -> Path:
+        return self.root / f"level_{level:02d}"
+
+    def final(self, level: int) -> Path:
+        return self.level(level) / "ticket" / "final.pt"
+
+
+def start_state(cfg, data, kind: str, level: int, mask, files: LevelFiles, rewind_step: int):
+    """(model with its unit's mask applied, first step, mask, optimizer state or None) of one unit of work."""
+    method = cfg.method
+    unit_mask, optimizer_state = mask, None
+    model = _model(cfg, data, cfg.seed + (7919 * level if kind == "random_reinit" else 0))
     if level == 0:
-        model, start, unit_mask = _model(cfg, data, cfg.seed), 0, mask
-    elif kind == "random_reinit":
-        model, start, unit_mask = _model(cfg, data, cfg.seed + 7919 * level), rewind_step, mask
-    else:
-        model, start, unit_mask = _model(cfg, data, cfg.seed), rewind_step, mask
-        model.load_state_dict(load_checkpoint(rewind_file)["model"])
-        if kind == "random_prune":
-            unit_mask = random_mask_like(mask, torch.Generator().manual_seed(cfg.seed * 104_729 + level))
+        return model, 0, mask, None
+    if kind != "random_reinit":
+        from_final = method.retrain in ("lr_rewind", "finetune") and kind == "ticket"
+        source = files.final(level - 1) if from_final else files.rewind
+        model.load_state_dict(load_checkpoint(source)["model"])
+    if method.optimizer_state == "rewound" and kind != "random_reinit":
+        optimizer_state = load_checkpoint(files.rewind)["optimizer"]
+    if kind == "random_prune":
+        gen = torch.Generator().manual_seed(cfg.seed * 104_729 + level)
+        unit_mask = random_mask_like(mask, gen, method.random_prune_scope)
+    elif kind == "one_shot":
+        dense = _model(cfg, data, cfg.seed)
+        dense.load_state_dict(load_checkpoint(files.final(0))["model"])
+        unit_mask = STRATEGIES.get(method.strategy)(dense, ones_mask(dense, list(mask)),
+                                                    compound(_rates(cfg, dense), level))
     apply_mask(model, unit_mask)
-    return model, start, unit_mask
+    return model, rewind_step, unit_mask, optimizer_state
+
+
+def _mask_for_level(cfg, data, level: int, previous, rates, files: LevelFiles):
+    mask_file = files.level(level) / "mask.pt"
+    if mask_file.exists():
+        return load_checkpoint(mask_file)["mask"]
+    trained = _model(cfg, data, cfg.seed)
+    trained.load_state_dict(load_checkpoint(files.final(level - 1))["model"])
+    mask = STRATEGIES.get(cfg.method.strategy)(trained, previous, rates)
+    save_checkpoint(mask_file, {"mask": mask})
+    return mask
 
 
 @TASKS.register("lth")
 def run_imp(cfg, ctx: RunContext) -> list[dict]:
-    data = load_dataset(cfg.data.name, num_samples=cfg.data.num_samples, train_split=cfg.data.train_split,
-                        val_fraction=cfg.data.val_fraction, seed=cfg.data.generator_seed,
-                        split_seed=cfg.data.split_seed)
+    data = load_data(cfg)
     spe = iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)
     total = cfg.optim.steps if cfg.optim.steps is not None else cfg.optim.epochs * spe
     rewind_step = RewindPoint.parse(cfg.method.rewind).to_iteration(spe)
     if rewind_step >= total:
         raise ValueError(f"method.rewind={cfg.method.rewind!r} is iteration {rewind_step}, past training end {total}")
-    root = ctx.job_dir / "levels"
-    rewind_file = root / "rewind_weights.pt"
+    files = LevelFiles(ctx.job_dir)
     example = data.x_train[:1]
+    final_lr = lr_factor(cfg.optim, total - 1, total)
 
-    def save_rewind(model, step: int) -> None:
-        save_checkpoint(rewind_file, {"model": model.state_dict(), "step": step})
+    def save_rewind(model, optimizer, step: int) -> None:
+        save_checkpoint(files.rewind, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "step": step})
 
     template = _model(cfg, data, cfg.seed)
-    names = template.prunable_names()
     rates = _rates(cfg, template)
-    mask = ones_mask(template, names)
+    mask = ones_mask(template, prunable(cfg, template))
+    all_weights = sum(p.numel() for n, p in template.named_parameters() if n in template.prunable_names())
     for level in range(cfg.method.levels + 1):
-        level_dir = root / f"level_{level:02d}"
         if level > 0:
-            mask_file = level_dir / "mask.pt"
-            if mask_file.exists():
-                mask = load_checkpoint(mask_file)["mask"]
-            else:
-                trained = _model(cfg, data, cfg.seed)
-                trained.load_state_dict(load_checkpoint(root / f"level_{level - 1:02d}" / "ticket" / "final.pt")["model"])
-                mask = STRATEGIES.get(cfg.method.strategy)(trained, mask, rates)
-                save_checkpoint(mask_file, {"mask": mask})
-        kinds = ["ticket"] + (list(cfg.method.baselines) if level > 0 else [])
-        for kind in kinds:
-            unit_dir = level_dir / kind
-            result_file = unit_dir / "result.json"
-            if result_file.exists():
-                ctx.add_row(read_json(result_file)["row"])
+            mask = _mask_for_level(cfg, data, level, mask, rates, files)
+        for kind in ["ticket"] + (list(cfg.method.baselines) if level > 0 else []):
+            unit_dir = files.level(level) / kind
+            if (unit_dir / "result.json").exists():
+                ctx.add_row(read_json(unit_dir / "result.json")["row"])
                 continue
             unit_dir.mkdir(parents=True, exist_ok=True)
-            model, start, unit_mask = start_state(cfg, data, kind, level, mask, rewind_file, rewind_step)
-            tag = f"L{level:02d}/{kind}"
+            model, start, unit_mask, opt_state = start_state(cfg, data, kind, level, mask, files, rewind_step)
+            finetune = level > 0 and cfg.method.retrain == "finetune"
             result = fit(
-                model, data, cfg.optim, seed=cfg.seed, total_steps=total, start_step=start, mask=unit_mask,
-                meter=ctx.meter, logger=ctx.logger, tag=tag, checkpoint_path=unit_dir / "checkpoint.pt",
+                model, data, cfg.optim, seed=cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level,
+                total_steps=total, start_step=start, mask=unit_mask, meter=ctx.meter, logger=ctx.logger,
+                tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
                 snapshot_step=rewind_step if level == 0 else None, on_snapshot=save_rewind,
-                progress=ctx.progress, flop_cache=ctx.flop_cache,
+                progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
+                lr_at=(lambda s: final_lr) if finetune else None,
             )
             apply_mask(model, unit_mask)
             if kind == "ticket":
                 save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
             save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
-            effective, dense = _infer_flops(ctx, model, unit_mask, example)
-            total_params, nonzero = param_counts(model)
-            row = {
-                "lth/level": level, "lth/kind": kind, "lth/percent_remaining": 100.0 * density(unit_mask),
-                "lth/rewind_step": rewind_step if level > 0 else 0,
-                "acc/test": result.metrics["acc/test"], "loss/test": result.metrics["loss/test"],
-                "acc/val": result.metrics["acc/val"], "acc/test_at_early_stop": result.early_stop.test_acc,
-                "lth/early_stop_step": result.early_stop.best_step,
-                "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
-                "flops/infer_per_sample": effective, "flops/infer_per_sample_dense": dense,
-                "flops/convention": CONVENTION, "params/total": total_params, "params/nonzero": nonzero,
-                **result.measurement.row(),
-            }
-            row = ctx.add_row(row)
+            row = ctx.add_row(_row(cfg, ctx, level, kind, model, unit_mask, result, rewind_step, example,
+                                   all_weights))
             ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
-            atomic_write_json(result_file, {"row": row})
-            Path(unit_dir / "checkpoint.pt").unlink(missing_ok=True)
+            atomic_write_json(unit_dir / "result.json", {"row": row})
+            (unit_dir / "checkpoint.pt").unlink(missing_ok=True)
     return ctx.rows
+
+
+def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, example, all_weights) -> dict:
+    effective, dense = _infer_flops(ctx, model, mask, example)
+    total_params, nonzero = param_counts(model)
+    kept = sum(int(m.sum()) for m in mask.values())
+    excluded = all_weights - sum(m.numel() for m in mask.values())
+    return {
+        "lth/level": level, "lth/kind": kind,
+        "lth/percent_remaining": 100.0 * density(mask),  # of the prunable (not excluded) weights
+        "lth/percent_remaining_all": 100.0 * (kept + excluded) / all_weights,  # excluded layers counted as kept
+        "lth/retrain": cfg.method.retrain if level > 0 else "dense",
+        "lth/rewind_step": rewind_step if level > 0 else 0,
+        "lth/optimizer_state": cfg.method.optimizer_state, "lth/replay_data_order": cfg.method.replay_data_order,
+        "acc/test": result.metrics["acc/test"], "loss/test": result.metrics["loss/test"],
+        "acc/val": result.metrics["acc/val"], "acc/test_at_early_stop": result.early_stop.test_acc,
+        "acc/val_at_early_stop": result.early_stop.val_acc, "lth/early_stop_step": result.early_stop.best_step,
+        "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
+        "flops/infer_per_sample": effective, "flops/infer_per_sample_dense": dense, "flops/convention": CONVENTION,
+        "params/total": total_params, "params/nonzero": nonzero,
+        **result.measurement.row(),
+    }
