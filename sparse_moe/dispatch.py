@@ -74,6 +74,12 @@ def grouped_mm_supported(x: torch.Tensor, experts: Experts) -> bool:
     return all(n % align == 0 for n in (experts.d_model, experts.d_in, experts.d_ff))
 
 
+def _add_segment_bias(h: torch.Tensor, bias: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    # Per-segment broadcast add: its backward reduces each expert's rows like the other backends do
+    # (a gather `bias[ex]` would accumulate in a different order, ~1e-6 apart in fp32).
+    return torch.cat([hs + b for hs, b in zip(h.split(sizes), bias.unbind(0))])
+
+
 @DISPATCHERS.register("grouped_mm")
 def grouped_mm_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
     """Sorted rows through torch.nn.functional.grouped_mm with offsets (fp32/bf16/fp16 only)."""
@@ -86,12 +92,13 @@ def grouped_mm_dispatch(x, token, expert, weight, experts: Experts, capacity=Non
     if tok.numel() == 0:
         return torch.zeros_like(x), 0
     offs = torch.cumsum(counts, 0).to(torch.int32)
+    sizes = counts.tolist() if experts.b1 is not None else None
     h = F.grouped_mm(x.index_select(0, tok), experts.w1, offs=offs)
     if experts.b1 is not None:
-        h = h + experts.b1[ex]
+        h = _add_segment_bias(h, experts.b1, sizes)
     out = F.grouped_mm(experts.act(h), experts.w2, offs=offs)
     if experts.b2 is not None:
-        out = out + experts.b2[ex]
+        out = _add_segment_bias(out, experts.b2, sizes)
     return _combine(x, tok, out, w), int(tok.numel())
 
 

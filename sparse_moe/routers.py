@@ -23,7 +23,7 @@ ROUTERS: Registry[type[Router]] = Registry("router")
 class Routing:
     """One routing decision for T tokens.
 
-    probs [T, E] fp32: per-token distribution over experts (full softmax, not just the top-k) used for the
+    probs [T, E] fp32 (fp64 for fp64 input): per-token distribution over experts (full softmax, not just the top-k) used for the
         balance loss P_e and router entropy. logits [T, E] fp32 or None: used for the z-loss.
     expert, weight [T, k]: token-choice choices in priority order (column 0 = first choice) and their
         combine weights; `active` [T, k] bool marks choices to dispatch (padding / policy-skipped are False).
@@ -53,12 +53,12 @@ class Router(nn.Module):
         nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x [T, d] -> logits [T, E] in fp32, outside autocast."""
+        """x [T, d] -> logits [T, E] in fp32 (fp64 stays fp64), outside autocast."""
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.float()
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
             if self.training and self.jitter > 0:
                 x = x * torch.empty_like(x).uniform_(1 - self.jitter, 1 + self.jitter)
-            return F.linear(x, self.weight.float())
+            return F.linear(x, self.weight.to(x.dtype))
 
     def flops(self, num_tokens: int) -> int:
         """Forward matmul FLOPs of scoring `num_tokens` tokens."""
