@@ -1,24 +1,42 @@
-"""Checkpoints: torch.save of plain state (tensors, numbers, strings), written atomically, loaded weights_only."""
+"""Checkpoints: torch.save of plain state (tensors, numbers, strings), written atomically, loaded weights_only.
+
+`save_checkpoint` keeps the previous good checkpoint as `<name>.prev` until the new one is complete (temp file +
+fsync + rename). `load_checkpoint` refuses pickled objects; `load_latest` falls back to `.prev` when the newest
+file is truncated or corrupt, says so naming the file, and never starts from scratch silently.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from experiments.records import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     pass
 
 
+def previous(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".prev")
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    if path.exists():
+        os.replace(path, previous(path))  # a crash from here on leaves .prev, which load_latest uses
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -27,3 +45,42 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def exists(path: Path) -> bool:
+    return Path(path).exists() or previous(path).exists()
+
+
+def load_latest(path: Path) -> dict[str, Any]:
+    """The newest loadable of `path` and `path.prev`; raises CheckpointError naming both if neither loads."""
+    errors = []
+    for candidate in (Path(path), previous(path)):
+        if not candidate.exists():
+            continue
+        try:
+            state = load_checkpoint(candidate)
+        except CheckpointError as e:
+            log.error("%s; trying the previous checkpoint", e)
+            errors.append(str(e))
+            continue
+        if candidate != Path(path):
+            log.warning("resuming from the previous good checkpoint %s", candidate)
+        return state
+    raise CheckpointError("no loadable checkpoint: " + "; ".join(errors or [f"{path} does not exist"]))
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states in a weights_only-loadable form."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)}}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.preemption import NEVER, PreemptionFlag
 from meter import Meter
 from meter.flops import FlopCache
 
@@ -20,6 +21,7 @@ class RunContext:
     logger: object
     identity: dict  # experiment, run_id, seed, config_hash: the first keys of every row
     progress: bool = True
+    preemption: PreemptionFlag = NEVER
     flop_cache: FlopCache = field(default_factory=FlopCache)
     rows: list[dict] = field(default_factory=list)  # rows finished so far (kept in a failed summary)
 

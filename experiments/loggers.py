@@ -26,6 +26,15 @@ class LocalLogger:
         self._file.write(json.dumps({**row, "step": step}, default=str) + "\n")
         self._file.flush()
 
+    def position(self) -> int:
+        """Byte offset of the end of metrics.jsonl (saved in checkpoints)."""
+        return self._file.tell()
+
+    def truncate(self, position: int) -> None:
+        """On resume, drop the rows logged after the checkpoint, so each step appears once."""
+        self._file.truncate(position)
+        self._file.seek(position)
+
     def log_records(self, rows: list[dict]) -> None:
         pass
 

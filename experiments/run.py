@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config import ConfigError, config_hash, register_configs, validate
 from experiments.context import RunContext, seed_everything
 from experiments.loggers import build_logger
-from experiments.records import write_summary
+from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
+from experiments.records import atomic_write_json, read_json, write_summary
 from experiments.tables import LTH_COLUMNS, render
 from experiments.tasks import TASKS
 from meter import Meter
@@ -28,9 +29,32 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
-def run_job(cfg: DictConfig, job_dir: Path) -> list[dict]:
-    """Run one job into `job_dir`; raises (after writing a `failed` summary) on any error."""
-    job_dir.mkdir(parents=True, exist_ok=True)
+class RunFolderError(RuntimeError):
+    """The output folder cannot hold this run: unwritable, or it holds a run of another config."""
+
+
+def _claim_folder(job_dir: Path, identity: dict) -> None:
+    """Record which config and seed own `job_dir`; refuse to resume another config's run into it."""
+    owner = job_dir / "run.json"
+    if owner.exists():
+        previous = read_json(owner)
+        if (previous["config_hash"], previous["seed"]) != (identity["config_hash"], identity["seed"]):
+            raise RunFolderError(
+                f"{job_dir} holds a run of config_hash={previous['config_hash']} seed={previous['seed']}, not "
+                f"config_hash={identity['config_hash']} seed={identity['seed']}; choose another hydra.run.dir")
+        return
+    atomic_write_json(owner, identity)
+
+
+def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) -> list[dict]:
+    """Run one job into `job_dir`; raises (after writing a `failed` summary) on any error.
+
+    A preempted run writes no summary (it is unfinished, and resumes when rerun in the same folder).
+    """
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"cannot create the output folder {job_dir}: {e}") from e
     try:
         typed = validate(cfg)  # ConfigError before any work
     except ConfigError as e:
@@ -43,20 +67,35 @@ def run_job(cfg: DictConfig, job_dir: Path) -> list[dict]:
         "seed": typed.seed,
         "config_hash": config_hash(cfg),
     }
-    (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        _claim_folder(job_dir, identity)
+        (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    except OSError as e:
+        raise RunFolderError(f"cannot write the run record in {job_dir}: {e}") from e
     meter = Meter(typed.meter, out_dir=job_dir)
     logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name)
-    ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity, progress=typed.progress)
+    ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity, progress=typed.progress,
+                     preemption=preemption)
     status = "failed"
     try:
         with meter:
             rows = TASKS.get(typed.task)(typed, ctx)
         logger.log_records(rows)
+        write_summary(job_dir, "completed", rows, **identity)
         status = "completed"
-        write_summary(job_dir, status, rows, **identity)
         return rows
+    except (Preempted, KeyboardInterrupt):
+        status = "preempted"
+        raise
     except BaseException as e:
-        write_summary(job_dir, "failed", ctx.rows, error=f"{type(e).__name__}: {e}", **identity)
+        error = f"{type(e).__name__}: {e}"
+        try:
+            write_summary(job_dir, "failed", ctx.rows, error=error, **identity)
+        except OSError as write_error:  # e.g. the disk is full: no record claims completion either way
+            raise RunFolderError(f"run failed ({error}) and its failed summary could not be written in "
+                                 f"{job_dir}: {write_error}") from e
+        if isinstance(e, OSError):
+            raise RunFolderError(f"run failed writing to {job_dir}: {error}") from e
         raise
     finally:
         logger.finish(status)
@@ -65,13 +104,19 @@ def run_job(cfg: DictConfig, job_dir: Path) -> list[dict]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     job_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        rows = run_job(cfg, job_dir)
-    except ConfigError as e:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job, runs the others and exits non-zero at the end
-        print(f"config error: {e}", file=sys.stderr)
-        sys.exit(2)
+    with PreemptionFlag() as preemption:
+        try:
+            rows = run_job(cfg, job_dir, preemption)
+        except Preempted as e:
+            log.warning("%s; rerun the same command with hydra.run.dir=%s to resume", e, job_dir)
+            if not preemption.forward(e.signum):  # submitit's own handler requeues the job if present
+                sys.exit(REQUEUE_EXIT_CODE)
+            return
+        except (ConfigError, RunFolderError) as e:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # Hydra records the failed job, runs the others and exits non-zero at the end
+            print(f"{'config' if isinstance(e, ConfigError) else 'output folder'} error: {e}", file=sys.stderr)
+            sys.exit(2)
     if cfg.task == "lth":
         print(render(rows, LTH_COLUMNS))
     print(f"\nrun folder: {job_dir}")

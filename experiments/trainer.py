@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments import checkpoint as ckpt
 from experiments.optim import build_optimizer, lr_factor
+from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from lth.data import Splits
 from lth.masks import Mask, apply_mask
 from meter import Measurement, Meter
@@ -112,6 +113,7 @@ def fit(
     flop_cache: FlopCache | None = None,
     optimizer_state: dict | None = None,
     lr_at: Callable[[int], float] | None = None,
+    preemption: PreemptionFlag = NEVER,
 ) -> FitResult:
     """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists.
 
@@ -131,11 +133,13 @@ def fit(
         apply_mask(model, mask)
 
     step, early, measured, flops_train, flops_eval, history = start_step, EarlyStop(), None, 0, 0, []
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = load_checkpoint(checkpoint_path)
+    if checkpoint_path is not None and ckpt.exists(checkpoint_path):
+        state = ckpt.load_latest(checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        ckpt.set_rng_state(state["rng"])
+        if hasattr(logger, "truncate"):
+            logger.truncate(state["logger_position"])  # drop rows logged after this checkpoint
         step, flops_train, flops_eval = state["step"], state["flops_train"], state["flops_eval"]
         early = EarlyStop(**state["early_stop"])
         measured = Measurement.from_dict(state["measurement"])
@@ -148,8 +152,9 @@ def fit(
     def checkpoint() -> None:
         if checkpoint_path is None:
             return
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+        ckpt.save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state(),
+            "logger_position": logger.position() if hasattr(logger, "position") else 0,
             "step": step, "flops_train": flops_train, "flops_eval": flops_eval,
             "early_stop": asdict(early), "measurement": measured.to_dict(), "history": history,
         })
@@ -172,6 +177,8 @@ def fit(
         chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
         with meter.window("train") as window:
             while step < chunk_end:
+                if preemption.requested:
+                    break
                 if snapshot_step is not None and step == snapshot_step and on_snapshot is not None:
                     on_snapshot(model, optimizer, step)
                 epoch, i = divmod(step, spe)
@@ -194,6 +201,9 @@ def fit(
                     run_eval()
         measured = window if measured is None else measured + window
         checkpoint()
+        if preemption.requested:
+            bar.close()
+            raise Preempted(preemption.signum, step)
     bar.close()
     if not history or history[-1]["step"] != step:
         with meter.window("eval") as window:

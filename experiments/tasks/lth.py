@@ -167,7 +167,7 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
                 tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
                 snapshot_step=rewind_step if level == 0 else None, on_snapshot=save_rewind,
                 progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
-                lr_at=(lambda s: final_lr) if finetune else None,
+                lr_at=(lambda s: final_lr) if finetune else None, preemption=ctx.preemption,
             )
             apply_mask(model, unit_mask)
             if kind == "ticket":
@@ -177,7 +177,8 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
                                    all_weights))
             ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
             atomic_write_json(unit_dir / "result.json", {"row": row})
-            (unit_dir / "checkpoint.pt").unlink(missing_ok=True)
+            for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
+                (unit_dir / leftover).unlink(missing_ok=True)
     return ctx.rows
 
 
