@@ -15,6 +15,19 @@ log = logging.getLogger(__name__)
 LOGGERS: Registry = Registry("logger")
 
 
+class NullLogger:
+    """Logs nothing (ranks other than 0, library use without a run folder)."""
+
+    def log(self, row: dict, step: int | None = None) -> None:
+        pass
+
+    def log_records(self, rows: list[dict]) -> None:
+        pass
+
+    def finish(self, status: str) -> None:
+        pass
+
+
 class LocalLogger:
     """Appends one JSON object per logged step to metrics.jsonl; summary rows go to summary.json (records.py)."""
 

@@ -16,9 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import distributed
 from experiments.config import ConfigError, config_hash, register_configs, validate
 from experiments.context import RunContext, seed_everything
-from experiments.loggers import build_logger
+from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
 from experiments.records import atomic_write_json, read_json, write_summary
 from experiments.tables import LTH_COLUMNS, render
@@ -51,6 +52,7 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
 
     A preempted run writes no summary (it is unfinished, and resumes when rerun in the same folder).
     """
+    main = distributed.is_main()  # under torchrun only rank 0 writes the record
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -58,7 +60,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     try:
         typed = validate(cfg)  # ConfigError before any work
     except ConfigError as e:
-        write_summary(job_dir, "failed", [], error=f"ConfigError: {e}")
+        if main:
+            write_summary(job_dir, "failed", [], error=f"ConfigError: {e}")
         raise
     seed_everything(typed.seed)
     identity = {
@@ -68,12 +71,13 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
         "config_hash": config_hash(cfg),
     }
     try:
-        _claim_folder(job_dir, identity)
-        (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if main:
+            _claim_folder(job_dir, identity)
+            (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     except OSError as e:
         raise RunFolderError(f"cannot write the run record in {job_dir}: {e}") from e
-    meter = Meter(typed.meter, out_dir=job_dir)
-    logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name)
+    meter = Meter(typed.meter, out_dir=job_dir if main else None)
+    logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name) if main else NullLogger()
     ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity, progress=typed.progress,
                      preemption=preemption)
     status = "failed"
@@ -81,7 +85,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
         with meter:
             rows = TASKS.get(typed.task)(typed, ctx)
         logger.log_records(rows)
-        write_summary(job_dir, "completed", rows, **identity)
+        if main:
+            write_summary(job_dir, "completed", rows, **identity)
         status = "completed"
         return rows
     except (Preempted, KeyboardInterrupt):
@@ -90,7 +95,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
         try:
-            write_summary(job_dir, "failed", ctx.rows, error=error, **identity)
+            if main:
+                write_summary(job_dir, "failed", ctx.rows, error=error, **identity)
         except OSError as write_error:  # e.g. the disk is full: no record claims completion either way
             raise RunFolderError(f"run failed ({error}) and its failed summary could not be written in "
                                  f"{job_dir}: {write_error}") from e
@@ -103,8 +109,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
-    with PreemptionFlag() as preemption:
+    with distributed.process_group(), PreemptionFlag() as preemption:
+        job_dir = distributed.broadcast_object(Path(HydraConfig.get().runtime.output_dir))  # rank 0's folder
         try:
             rows = run_job(cfg, job_dir, preemption)
         except Preempted as e:
@@ -117,6 +123,8 @@ def _hydra_main(cfg: DictConfig) -> None:
                 raise  # Hydra records the failed job, runs the others and exits non-zero at the end
             print(f"{'config' if isinstance(e, ConfigError) else 'output folder'} error: {e}", file=sys.stderr)
             sys.exit(2)
+        if not distributed.is_main():
+            return
     if cfg.task == "lth":
         print(render(rows, LTH_COLUMNS))
     print(f"\nrun folder: {job_dir}")

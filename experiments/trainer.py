@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from experiments import checkpoint as ckpt
+from experiments import distributed
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from lth.data import Splits
@@ -150,7 +151,7 @@ def fit(
         return lambda logits: F.cross_entropy(logits, batch_y)
 
     def checkpoint() -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or not distributed.is_main():
             return
         ckpt.save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state(),
@@ -170,8 +171,12 @@ def fit(
         logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"]}, step)
         return metrics
 
+    rank, world_size = distributed.world()
+    train_model = model
+    if world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model)  # averages gradients across ranks
     model.train()
-    disable = not progress or bool(os.environ.get("CI"))
+    disable = rank != 0 or not progress or bool(os.environ.get("CI"))
     bar = tqdm(total=total_steps, initial=step, desc=tag, disable=disable, leave=False)
     while step < total_steps:
         chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
@@ -183,10 +188,11 @@ def fit(
                     on_snapshot(model, optimizer, step)
                 epoch, i = divmod(step, spe)
                 idx = epoch_order(seed, epoch, len(data.x_train))[i * bs : (i + 1) * bs]
+                idx = distributed.shard(idx)  # this rank's slice of the global batch
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 for g, base in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = base * lr_at(step)
-                loss = F.cross_entropy(model(xb), yb)
+                loss = F.cross_entropy(train_model(xb), yb)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"{tag}: training loss is {float(loss.detach())} at step {step}")
                 optimizer.zero_grad(set_to_none=True)
@@ -194,7 +200,7 @@ def fit(
                 optimizer.step()
                 if mask is not None:
                     apply_mask(model, mask)
-                flops_train += flop_cache.get("train", model, (xb,), loss_on(yb)).total
+                flops_train += world_size * flop_cache.get("train", model, (xb,), loss_on(yb)).total
                 step += 1
                 bar.update(1)
                 if step % eval_every == 0 or step == total_steps:

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import torch
 
-from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments import distributed
+from experiments.checkpoint import load_checkpoint
+from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
 from experiments.optim import lr_factor
-from experiments.records import atomic_write_json, read_json
+from experiments.records import atomic_write_json as _atomic_write_json
+from experiments.records import read_json
 from experiments.tasks import TASKS
 from experiments.trainer import fit, iterations_per_epoch
 from lth import (
@@ -42,6 +45,16 @@ from lth.pruning import compound
 from meter.flops import CONVENTION, param_counts
 
 log = logging.getLogger(__name__)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    if distributed.is_main():  # every rank computes the same state; rank 0 writes it
+        _save_checkpoint(path, state)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    if distributed.is_main():
+        _atomic_write_json(path, obj)
 
 
 def load_data(cfg):
@@ -127,6 +140,7 @@ def _mask_for_level(cfg, data, level: int, previous, rates, files: LevelFiles):
     trained.load_state_dict(load_checkpoint(files.final(level - 1))["model"])
     mask = STRATEGIES.get(cfg.method.strategy)(trained, previous, rates)
     save_checkpoint(mask_file, {"mask": mask})
+    distributed.barrier()
     return mask
 
 
@@ -177,8 +191,10 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
                                    all_weights))
             ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
             atomic_write_json(unit_dir / "result.json", {"row": row})
-            for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-                (unit_dir / leftover).unlink(missing_ok=True)
+            distributed.barrier()  # files rank 0 wrote exist before any rank reads them
+            if distributed.is_main():
+                for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
+                    (unit_dir / leftover).unlink(missing_ok=True)
     return ctx.rows
 
 

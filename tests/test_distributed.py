@@ -1,0 +1,79 @@
+"""DDP on CPU with gloo, 2 processes: same curve as one process at the same global batch; one set of records."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import ROOT
+
+from experiments.config import OptimCfg
+from experiments.trainer import fit
+from lth import build_model
+from lth.data import Splits
+from meter import Meter, MeterConfig
+
+OPTIM = OptimCfg(name="sgd", lr=0.05, momentum=0.9, batch_size=20, epochs=3, eval_every=4)
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 40, generator=g)
+    y = x[:, :10].argmax(1)
+    return Splits(x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:], num_classes=10)
+
+
+def _train():
+    torch.manual_seed(0)
+    model = build_model("mlp", 40, 10, hidden=[32])
+
+    class Null:
+        def log(self, row, step=None):
+            pass
+
+    with Meter(MeterConfig(enabled=False), out_dir=None) as meter:
+        result = fit(model, _data(), OPTIM, seed=1, total_steps=24, meter=meter, logger=Null(), tag="d",
+                     progress=False)
+    return [h["loss/val"] for h in result.history], model.state_dict()
+
+
+def _worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    losses, state = _train()
+    if rank == 0:
+        torch.save({"losses": losses, "state": state}, out)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    torch.set_num_threads(1)
+    single_losses, single_state = _train()
+    out = tmp_path / "ddp.pt"
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    ddp = torch.load(out, weights_only=True)
+    assert len(ddp["losses"]) == len(single_losses) == 6
+    assert ddp["losses"] == pytest.approx(single_losses, rel=1e-5, abs=1e-6)
+    for k, v in single_state.items():
+        assert torch.allclose(ddp["state"][k], v, atol=1e-5), k
+
+
+def test_torchrun_cli_writes_one_set_of_records(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "experiments.run",
+         "debug=fast", "progress=false", "method.levels=1", f"hydra.run.dir={out}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = list(tmp_path.rglob("summary.json"))
+    assert summaries == [out / "summary.json"]
+    rows = json.loads(summaries[0].read_text())["records"]
+    assert len(rows) == 1 + 2  # dense + level 1 ticket and its 2 baselines, written once
+    assert proc.stdout.count("run folder") == 1
