@@ -1,7 +1,12 @@
-"""Aggregate run folders into a table (Markdown, CSV or LaTeX): `leanlab-tables outputs/ --format md`.
+"""Aggregate run folders into paper tables (Markdown, CSV, LaTeX) and their plots.
 
-Reads every `summary.json` under the given paths. Failed or unfinished jobs are listed as missing, never as zeros.
-With `--group-by` and `--mean`, rows are grouped and numeric columns reported as mean ± std over seeds.
+  leanlab-tables lth_mnist1d_curve                  # a named table over its stored sweep's latest folder
+  leanlab-tables lth_mnist1d_curve --runs DIR ...   # ... over given run folders
+  leanlab-tables --runs DIR ... --group-by lth/level,lth/kind --format csv
+  leanlab-tables lth_mnist1d_curve --out results/   # also writes table.{md,csv,tex} and plot.png there
+
+Reads every `summary.json` under the given folders. Failed or unfinished jobs are listed as missing (on stderr and
+under the table), never counted as zeros. Grouped numeric columns are reported as mean ± std (n).
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ import io
 import json
 import statistics
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from lth.registry import Registry
+
+TABLES: Registry = Registry("table")
 
 # The columns printed at the end of an LTH run: (row key, header, format).
 LTH_COLUMNS = [
@@ -30,6 +41,18 @@ LTH_COLUMNS = [
     ("carbon/g_co2e", "gCO2e", "{:.3g}"),
     ("time/wall_s", "wall s", "{:.1f}"),
 ]
+
+
+@dataclass
+class TableSpec:
+    """A paper table: where its runs live, how rows group, which columns show, and its plot."""
+
+    sweep: str  # the stored sweep (conf/sweep/<sweep>.yaml) whose folders this table reads
+    group_by: list[str]
+    columns: list[tuple[str, str, str]]
+    caption: str
+    plot: Callable[[list[dict], Path], None] | None = None
+    sort_by: list[str] = field(default_factory=list)
 
 
 def load_runs(paths: list[Path]) -> tuple[list[dict], list[str]]:
@@ -60,13 +83,17 @@ def _fmt(value, fmt: str) -> str:
         return str(value)
 
 
-def aggregate(rows: list[dict], group_by: list[str], columns: list[str]) -> list[dict]:
-    """Group rows by `group_by` keys; numeric columns become 'mean ± std (n)' strings."""
+def group(rows: list[dict], group_by: list[str]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k) for k in group_by), []).append(r)
+    return groups
+
+
+def aggregate(rows: list[dict], group_by: list[str], columns: list[str]) -> list[dict]:
+    """Group rows by `group_by` keys; numeric columns become 'mean ± std (n)' strings."""
     out = []
-    for key, members in groups.items():
+    for key, members in group(rows, group_by).items():
         agg = dict(zip(group_by, key))
         for col in columns:
             if col in group_by:
@@ -101,27 +128,68 @@ def render(rows: list[dict], columns: list[tuple[str, str, str]], fmt: str = "md
     return "\n".join(lines)
 
 
+def latest_sweep_folder(output_root: Path, sweep: str) -> Path:
+    """The newest folder of a stored sweep: <output_root>/sweeps/<sweep>/<timestamp>."""
+    base = output_root / "sweeps" / sweep
+    folders = sorted(p for p in base.glob("*") if p.is_dir()) if base.exists() else []
+    if not folders:
+        raise FileNotFoundError(f"no runs of sweep {sweep!r} under {base}; run "
+                                f"`python -m experiments.run sweep={sweep}` first, or pass --runs")
+    return folders[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="leanlab-tables", description=__doc__)
-    parser.add_argument("paths", nargs="+", type=Path, help="run folders or folders containing them")
+    import experiments.paper_tables  # noqa: F401  (registers the named tables)
+
+    parser = argparse.ArgumentParser(prog="leanlab-tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", nargs="?", help=f"a named table: {', '.join(TABLES.names())}")
+    parser.add_argument("--runs", nargs="+", type=Path, help="run folders or folders containing them")
+    parser.add_argument("--output-root", type=Path, default=Path("outputs"))
     parser.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     parser.add_argument("--columns", default=None, help="comma-separated row keys (default: the LTH columns)")
     parser.add_argument("--group-by", default=None, help="comma-separated keys; aggregate mean ± std over the rest")
+    parser.add_argument("--out", type=Path, help="folder to write table.md/.csv/.tex and plot.png into")
     args = parser.parse_args(argv)
-    for p in args.paths:
+    if args.table is None and not args.runs:
+        parser.error("give a table name or --runs")
+    spec = None
+    if args.table is not None:
+        if args.table not in TABLES:
+            parser.error(f"unknown table {args.table!r}; tables: {', '.join(TABLES.names())}")
+        spec = TABLES.get(args.table)
+    try:
+        paths = args.runs or [latest_sweep_folder(args.output_root, spec.sweep)]
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    for p in paths:
         if not p.exists():
             parser.error(f"path {p} does not exist")
-    rows, missing = load_runs(args.paths)
-    columns = LTH_COLUMNS
+    rows, missing = load_runs(paths)
+    columns = spec.columns if spec else LTH_COLUMNS
     if args.columns:
         columns = [(k, k, "{:.4g}") for k in args.columns.split(",")]
-    if args.group_by:
-        group = args.group_by.split(",")
-        rows = aggregate(rows, group, [k for k, _, _ in columns])
+    group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
+    raw_rows = rows
+    if spec and spec.sort_by:
+        rows = sorted(rows, key=lambda r: tuple(r.get(k) for k in spec.sort_by))
+    if group_by:
+        rows = aggregate(rows, group_by, [k for k, _, _ in columns])
         columns = [(k, h, "{}") for k, h, _ in columns]
-    print(render(rows, columns, args.format))
+    text = render(rows, columns, args.format)
+    if spec:
+        text = f"{spec.caption}\n\n{text}" if args.format == "md" else text
+    print(text)
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for fmt, ext in (("md", "md"), ("csv", "csv"), ("latex", "tex")):
+            (args.out / f"table.{ext}").write_text(render(rows, columns, fmt) + "\n")
+        if missing:
+            (args.out / "missing.txt").write_text("\n".join(missing) + "\n")
+        if spec and spec.plot and raw_rows:
+            spec.plot(raw_rows, args.out / "plot.png")
     return 0 if rows or not missing else 1
 
 

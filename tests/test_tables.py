@@ -23,7 +23,7 @@ def test_failed_and_unfinished_runs_are_missing_not_zero(tmp_path, capsys):
     assert len(missing) == 2 and any("failed: boom" in m for m in missing) and any("unfinished" in m for m in missing)
     agg = aggregate(rows, ["lth/level", "lth/kind"], ["acc/test"])
     assert agg == [{"lth/level": 1, "lth/kind": "ticket", "acc/test": "0.6 ± 0.14 (n=2)"}]
-    assert main([str(tmp_path), "--format", "csv", "--columns", "acc/test"]) == 0
+    assert main(["--runs", str(tmp_path), "--format", "csv", "--columns", "acc/test"]) == 0
     out = capsys.readouterr()
     assert out.out.splitlines()[0] == "acc/test" and "missing:" in out.err
 
@@ -34,3 +34,18 @@ def test_render_formats():
     assert render(rows, cols, "md").splitlines()[2] == "| 1.23 | x% |"
     assert "x\\%" in render(rows, cols, "latex")
     assert json.dumps(render(rows, cols, "csv")) == json.dumps("A,B\r\n1.23,x%\r\n")
+
+
+def test_named_table_writes_files_and_plot(tmp_path):
+    for seed, (dense, ticket) in enumerate([(0.60, 0.66), (0.62, 0.64)]):
+        job = tmp_path / "sweep" / f"{seed}"
+        job.mkdir(parents=True)
+        write_summary(job, "completed", [
+            {"lth/level": 0, "lth/kind": "ticket", "lth/percent_remaining": 100.0, "acc/test": dense, "seed": seed},
+            {"lth/level": 1, "lth/kind": "ticket", "lth/percent_remaining": 80.0, "acc/test": ticket, "seed": seed},
+        ])
+    out = tmp_path / "results"
+    assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    table = (out / "table.csv").read_text().splitlines()
+    assert table[2].startswith("1,ticket,80 ± 0 (n=2),0.65 ± 0.014 (n=2)")
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"

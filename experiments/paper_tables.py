@@ -1,0 +1,66 @@
+"""Named paper tables (stored sweeps in conf/sweep/, aggregated by `leanlab-tables <name>`) and their plots."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from experiments.tables import TABLES, TableSpec, group
+
+LTH_CURVE_COLUMNS = [
+    ("lth/level", "level", "{}"),
+    ("lth/kind", "kind", "{}"),
+    ("lth/percent_remaining", "% weights", "{:.1f}"),
+    ("acc/test", "test acc", "{:.3f}"),
+    ("acc/test_at_early_stop", "acc @ early stop", "{:.3f}"),
+    ("lth/early_stop_step", "early-stop it", "{}"),
+    ("flops/infer_per_sample", "infer FLOPs (eff.)", "{:.3g}"),
+    ("flops/infer_per_sample_dense", "infer FLOPs (dense)", "{:.3g}"),
+    ("flops/train_total", "train FLOPs", "{:.3g}"),
+    ("energy/joules", "energy J", "{:.3g}"),
+    ("energy/method", "energy method", "{}"),
+    ("carbon/g_co2e", "gCO2e", "{:.3g}"),
+]
+
+
+def plot_accuracy_vs_sparsity(rows: list[dict], path: Path, metric: str = "acc/test") -> None:
+    """Mean ± std of `metric` against % weights remaining (log x, decreasing), one line per kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dense = [r[metric] for r in rows if r["lth/level"] == 0]
+    for kind in sorted({r["lth/kind"] for r in rows}):
+        points = sorted(
+            ((pct, [m[metric] for m in members]) for (pct, k), members in
+             group(rows, ["lth/percent_remaining", "lth/kind"]).items() if k == kind),
+            reverse=True,
+        )
+        if kind != "ticket" and dense:
+            points = [(100.0, dense)] + points
+        xs = [p for p, _ in points]
+        means = [statistics.mean(v) for _, v in points]
+        sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+        ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=kind)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("% weights remaining")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+TABLES.register("lth_mnist1d_curve")(TableSpec(
+    sweep="lth_mnist1d_curve",
+    group_by=["lth/level", "lth/kind"],
+    columns=LTH_CURVE_COLUMNS,
+    sort_by=["lth/level", "lth/kind"],
+    caption="MNIST-1D lottery curve: MLP 40-500-500-10, IMP 20%/level, rewind to init; ticket vs random "
+            "reinitialisation vs random pruning; mean ± std over seeds. Energy as labelled by its method.",
+    plot=plot_accuracy_vs_sparsity,
+))
