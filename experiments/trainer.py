@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from experiments import checkpoint as ckpt
 from experiments import distributed
+from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from lth.data import Splits
@@ -37,17 +37,16 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class EarlyStop:
-    """Tracks the evaluation of minimum validation loss (Frankle & Carbin 2019 report test accuracy there)."""
+    """The evaluation of minimum validation loss and the metrics there (Frankle & Carbin 2019 report test
+    accuracy at this iteration)."""
 
     best_step: int = -1
     best_val_loss: float = float("inf")
-    val_acc: float = float("nan")
-    test_acc: float = float("nan")
+    at_best: dict[str, float] = field(default_factory=dict)
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         if metrics["loss/val"] < self.best_val_loss:
-            self.best_step, self.best_val_loss = step, metrics["loss/val"]
-            self.val_acc, self.test_acc = metrics["acc/val"], metrics["acc/test"]
+            self.best_step, self.best_val_loss, self.at_best = step, metrics["loss/val"], dict(metrics)
 
 
 @dataclass
@@ -71,27 +70,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y)."""
-    was_training = model.training
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size])
-        loss_sum += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
-    model.train(was_training)
-    return loss_sum / len(x), correct / len(x)
-
-
-def _eval_all(model: nn.Module, data: Splits) -> dict[str, float]:
+def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str, float]:
     out = {}
     for split, (x, y) in {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}.items():
         if len(x):
-            out[f"loss/{split}"], out[f"acc/{split}"] = evaluate(model, x, y)
-    if "loss/val" not in out:  # no validation split: early stopping falls back to the test split, said in rows
-        out["loss/val"], out["acc/val"] = out["loss/test"], out["acc/test"]
+            out |= {f"{k}/{split}": v for k, v in objective.evaluate(model, x, y).items()}
+    if "loss/val" not in out:  # no validation split: early stopping falls back to the test split
+        out |= {k.replace("/test", "/val"): v for k, v in out.items()}
     return out
 
 
@@ -115,6 +100,7 @@ def fit(
     optimizer_state: dict | None = None,
     lr_at: Callable[[int], float] | None = None,
     preemption: PreemptionFlag = NEVER,
+    objective: Objective | None = None,
 ) -> FitResult:
     """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists.
 
@@ -122,6 +108,7 @@ def fit(
     `lr_at(step)` overrides the schedule's LR multiplier (fine-tuning at a fixed LR).
     """
     flop_cache = flop_cache or FlopCache()
+    objective = objective or Classification()
     bs = optim_cfg.batch_size
     spe = iterations_per_epoch(len(data.x_train), bs)
     eval_every = optim_cfg.eval_every or spe
@@ -147,9 +134,6 @@ def fit(
         history = list(state["history"])
         log.info("%s: resumed from %s at step %d", tag, checkpoint_path, step)
 
-    def loss_on(batch_y):
-        return lambda logits: F.cross_entropy(logits, batch_y)
-
     def checkpoint() -> None:
         if checkpoint_path is None or not distributed.is_main():
             return
@@ -163,9 +147,9 @@ def fit(
     def run_eval() -> dict[str, float]:
         nonlocal flops_eval
         with meter.window("eval"):
-            metrics = _eval_all(model, data)
+            metrics = _eval_all(model, data, objective)
         n_eval = len(data.x_val) + len(data.x_test)
-        flops_eval += n_eval * flop_cache.get("infer1", model, (data.x_train[:1],)).forward
+        flops_eval += n_eval * objective.infer_flops(model, data.x_train[:1], flop_cache)
         early.update(step, metrics)
         history.append({"step": step, **metrics})
         logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"]}, step)
@@ -192,7 +176,7 @@ def fit(
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 for g, base in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = base * lr_at(step)
-                loss = F.cross_entropy(train_model(xb), yb)
+                loss = objective.loss(train_model, xb, yb)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"{tag}: training loss is {float(loss.detach())} at step {step}")
                 optimizer.zero_grad(set_to_none=True)
@@ -200,7 +184,8 @@ def fit(
                 optimizer.step()
                 if mask is not None:
                     apply_mask(model, mask)
-                flops_train += world_size * flop_cache.get("train", model, (xb,), loss_on(yb)).total
+                objective.after_step(model)
+                flops_train += world_size * objective.step_flops(model, xb, yb, flop_cache)
                 step += 1
                 bar.update(1)
                 if step % eval_every == 0 or step == total_steps:
