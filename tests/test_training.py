@@ -105,9 +105,7 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     saved = load_checkpoint(rewind_file)
     assert saved["step"] == 3
     # The snapshot is the level-0 network after exactly 3 steps.
-    data = load_dataset(cfg.data.name, num_samples=cfg.data.num_samples, train_split=cfg.data.train_split,
-                        val_fraction=cfg.data.val_fraction, seed=cfg.data.generator_seed,
-                        split_seed=cfg.data.split_seed)
+    data = load_dataset(cfg.data.name, **cfg.data.loader_kwargs())
     torch.manual_seed(cfg.seed)
     three = build_model(cfg.model.name, data.in_features, data.num_classes, hidden=cfg.model.hidden,
                         init=cfg.model.init)

@@ -58,9 +58,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def load_data(cfg):
-    return load_dataset(cfg.data.name, num_samples=cfg.data.num_samples, train_split=cfg.data.train_split,
-                        val_fraction=cfg.data.val_fraction, seed=cfg.data.generator_seed,
-                        split_seed=cfg.data.split_seed)
+    return load_dataset(cfg.data.name, **cfg.data.loader_kwargs())
 
 
 def _model(cfg, data, init_seed: int):
