@@ -1,0 +1,69 @@
+"""`MeterConfig`: every knob of the meter, primitive fields only (Hydra ConfigStore-able), validated on creation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+INTENSITY_KINDS = ("average", "marginal")
+TRACE_ALIGNS = ("shift_year", "strict")
+
+
+def _check(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"meter.{key}={value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass
+class MeterConfig:
+    """Energy from the best live source per component (NVML > RAPL > labelled estimate); carbon = energy x
+    intensity x PUE over the timestamped series.
+
+    The estimate's defaults are Cloud Carbon Footprint's per-vCPU coefficients (AWS average over CPU
+    micro-architectures, from SPECpower: 0.74 W idle, 3.5 W at 100 %) and 0.392 W per GB of memory; see
+    `meter.sources.estimate` for the model and why it attributes only this process's CPU time.
+    """
+
+    enabled: bool = True
+    sources: list[str] = field(default_factory=lambda: ["nvml", "rapl", "estimate"])  # priority order
+    sample_period_s: float = 0.1  # background sampler (power polling, RAM integration, energy.csv rows)
+    flush_period_s: float = 5.0  # energy.csv is flushed at least this often
+    pue: float = 1.0
+    intensity_g_per_kwh: Optional[float] = None  # a user value (beats the region table)
+    intensity_trace: Optional[str] = None  # CSV `timestamp,gco2_per_kwh` (beats everything)
+    intensity_kind: str = "average"  # what the trace/user value is: average or marginal
+    trace_align: str = "shift_year"  # run outside the trace's span: map by time of year (flagged), or "strict": error
+    region: Optional[str] = None  # country (ISO3 or name) or cloud region ("gcp:us-central1") in the bundled table
+    # estimate model (used only for components no measured source covers)
+    cpu_w_per_core_idle: float = 0.74
+    cpu_w_per_core_max: float = 3.5
+    cpu_cores: Optional[int] = None  # cores whose idle power is charged to this job; None = the process's affinity
+    ram_w_per_gb: float = 0.392
+    # measured sources
+    rapl_root: str = "/sys/class/powercap"
+    cuda_sync: bool = True  # torch.cuda.synchronize() before reading GPU counters at window edges
+    short_window_factor: float = 10.0  # windows shorter than this x the counter update period are flagged
+
+    def __post_init__(self) -> None:
+        from meter.sources import SOURCES  # late: sources import config types
+
+        self.sources = list(self.sources)
+        for s in self.sources:
+            _check(s in SOURCES, "sources", s, ", ".join(SOURCES.names()))
+        _check(len(set(self.sources)) == len(self.sources), "sources", self.sources, "each name at most once")
+        _check(0.001 <= self.sample_period_s <= 60, "sample_period_s", self.sample_period_s, "0.001 to 60 seconds")
+        _check(0.1 <= self.flush_period_s <= 3600, "flush_period_s", self.flush_period_s, "0.1 to 3600 seconds")
+        _check(1.0 <= self.pue <= 3.0, "pue", self.pue, "1.0 to 3.0")
+        if self.intensity_g_per_kwh is not None:
+            v = self.intensity_g_per_kwh
+            _check(math.isfinite(v) and 0 <= v <= 2000, "intensity_g_per_kwh", v, "0 to 2000 g/kWh or null")
+        _check(self.intensity_kind in INTENSITY_KINDS, "intensity_kind", self.intensity_kind, ", ".join(INTENSITY_KINDS))
+        _check(self.trace_align in TRACE_ALIGNS, "trace_align", self.trace_align, ", ".join(TRACE_ALIGNS))
+        _check(0 <= self.cpu_w_per_core_idle <= 50, "cpu_w_per_core_idle", self.cpu_w_per_core_idle, "0 to 50 W")
+        _check(self.cpu_w_per_core_idle <= self.cpu_w_per_core_max <= 100, "cpu_w_per_core_max",
+               self.cpu_w_per_core_max, "cpu_w_per_core_idle to 100 W")
+        if self.cpu_cores is not None:
+            _check(0 <= self.cpu_cores <= 4096, "cpu_cores", self.cpu_cores, "0 to 4096 or null")
+        _check(0 <= self.ram_w_per_gb <= 5, "ram_w_per_gb", self.ram_w_per_gb, "0 to 5 W/GB")
+        _check(1 <= self.short_window_factor <= 1000, "short_window_factor", self.short_window_factor, "1 to 1000")

@@ -1,0 +1,306 @@
+"""`Meter`: named, nestable windows of energy, time and carbon, with a background sampler writing `energy.csv`.
+
+    meter = Meter(MeterConfig(), out_dir=job_dir)
+    with meter:                              # opens sources, starts the sampler thread; exit flushes and closes
+        with meter.window("train") as w:     # also a decorator: @meter.window("eval")
+            ...
+        w.row()                              # energy/..., carbon/..., time/wall_s
+
+Sources are taken per component in `cfg.sources` order: a component ("gpu", "cpu", "dram") measured by a
+better source is never also estimated. Every edge and every sampler tick advance one ledger under a lock:
+cumulative joules per component and cumulative grams, where each increment of energy is charged the
+intensity averaged over the time it was spent, times PUE. A window is the difference of two ledger
+snapshots, so windows, `totals()` and `energy.csv` always agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from meter.config import MeterConfig
+from meter.intensity import Intensity, resolve
+from meter.measurement import Measurement
+from meter.sources import SOURCES, EnergySource, SourceUnavailable
+
+log = logging.getLogger(__name__)
+COMPONENTS = ("gpu", "cpu", "dram")
+CSV_COLUMNS = ["t_unix", "window", "joules_cumulative", "watts", "source"]
+
+
+class _Snapshot:
+    __slots__ = ("unix", "mono", "comps", "grams")
+
+    def __init__(self, unix: float, mono: float, comps: dict[str, float], grams: float) -> None:
+        self.unix, self.mono, self.comps, self.grams = unix, mono, comps, grams
+
+
+def _last_cumulative(path: Path) -> float:
+    """joules_cumulative of the last row of an existing energy.csv (0 if none), so a resumed run continues it."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+        return float(lines[-1].split(",")[2]) if len(lines) > 1 or not lines[-1].startswith("t_unix") else 0.0
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class _WindowContext:
+    """Context manager (and decorator) for one named window; each `with` fills a fresh Measurement."""
+
+    def __init__(self, meter: Meter, name: str) -> None:
+        self._meter, self._name = meter, name
+        self._stack: list[tuple[Measurement, _Snapshot]] = []
+
+    def __enter__(self) -> Measurement:
+        m = Measurement(name=self._name)
+        self._stack.append((m, self._meter._open_window(self._name)))
+        return m
+
+    def __exit__(self, *exc) -> None:
+        m, start = self._stack.pop()
+        self._meter._close_window(m, start)
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with _WindowContext(self._meter, self._name):
+                return fn(*args, **kwargs)
+
+        return wrapped
+
+
+class Meter:
+    def __init__(self, cfg: Optional[MeterConfig] = None, out_dir: Optional[Path | str] = None) -> None:
+        self.cfg = cfg if cfg is not None else MeterConfig()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self._sources: Optional[list[EnergySource]] = None
+        self._report: list[tuple[str, str, str]] = []  # (source, "live"/"unavailable"/"skipped", detail)
+        self._intensity: Optional[Intensity] = None
+        self._lock = threading.Lock()
+        self._windows: list[str] = []
+        self._running = False
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._rows: list[list] = []
+        self._csv = None
+        self._csv_offset = 0.0
+        self._first: Optional[_Snapshot] = None
+        self._last: Optional[_Snapshot] = None
+        self._update_period = 0.0
+
+    # ---------------------------------------------------------------- sources
+    def _open_sources(self) -> list[EnergySource]:
+        if self._sources is not None:
+            return self._sources
+        sources, want = [], set(COMPONENTS)
+        for name in self.cfg.sources:
+            if not want:
+                self._report.append((name, "skipped", "every component already covered"))
+                continue
+            try:
+                src = SOURCES.get(name)(self.cfg, set(want))
+            except SourceUnavailable as e:
+                self._report.append((name, "unavailable", str(e)))
+                continue
+            sources.append(src)
+            want -= src.covers()
+            detail = ", ".join(src.keys())
+            notes = getattr(src, "notes", None)
+            self._report.append((name, "live", detail + (f" [{'; '.join(notes)}]" if notes else "")))
+        for comp in sorted(want - {"gpu"}):
+            self._report.append((comp, "unmetered", "no listed source covers it"))
+        self._sources = sources
+        self._update_period = max((s.update_period_s for s in sources), default=0.0)
+        for name, state, detail in self._report:
+            (log.info if state in ("live", "skipped") else log.warning)("meter source %s: %s (%s)", name, state, detail)
+        return sources
+
+    def sources_report(self) -> list[tuple[str, str, str]]:
+        """[(source, state, detail)]: which sources are live and why the others are not; computed once."""
+        if self.cfg.enabled:
+            self._open_sources()
+        else:
+            return [("all", "disabled", "MeterConfig.enabled=False: wall time only")]
+        return list(self._report)
+
+    @property
+    def intensity(self) -> Intensity:
+        if self._intensity is None:
+            self._intensity = resolve(self.cfg)
+        return self._intensity
+
+    # ---------------------------------------------------------------- ledger
+    def _read_all(self) -> dict[str, float]:
+        comps: dict[str, float] = {}
+        for s in self._sources or []:
+            comps.update(s.read())
+        return comps
+
+    def _advance(self) -> _Snapshot:
+        """Read every source now and extend the ledger (caller holds the lock)."""
+        comps = self._read_all()
+        unix, mono = time.time(), time.perf_counter()
+        last = self._last
+        grams = 0.0
+        if last is not None:
+            de = sum(comps.values()) - sum(last.comps.values())
+            grams = last.grams + self.intensity.grams(max(de, 0.0), last.unix, unix, self.cfg.pue)
+        snap = _Snapshot(unix, mono, comps, grams)
+        self._last = snap
+        if self._first is None:
+            self._first = snap
+        return snap
+
+    def _snapshot(self) -> _Snapshot:
+        if not self.cfg.enabled:
+            return _Snapshot(time.time(), time.perf_counter(), {}, 0.0)
+        if not self._running:
+            raise RuntimeError("Meter window or totals used outside `with meter:` (call meter.start() first)")
+        if self.cfg.cuda_sync and "torch" in sys.modules and any(s.name == "nvml" for s in self._sources or []):
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()  # GPU work queued in this window belongs to it
+        with self._lock:
+            return self._advance()
+
+    def _fill(self, m: Measurement, a: _Snapshot, b: _Snapshot) -> Measurement:
+        m.start_unix, m.end_unix = a.unix, b.unix
+        m.seconds = max(0.0, b.mono - a.mono)
+        m.pue = self.cfg.pue
+        if not self.cfg.enabled:
+            m.method, m.intensity_source, m.intensity_kind = "disabled", "disabled", "average"
+            return m
+        m.components = {k: max(0.0, b.comps.get(k, 0.0) - a.comps.get(k, 0.0)) for k in b.comps}
+        m.joules = sum(m.components.values())
+        m.method = "+".join(k.split("/", 1)[1] for k in m.components) if m.components else "none"
+        m.method = "+".join(dict.fromkeys(m.method.split("+")))
+        m.g_co2e = max(0.0, b.grams - a.grams)
+        m.intensity_g_per_kwh = (m.g_co2e / (m.kwh * m.pue) if m.joules > 0
+                                 else self.intensity.mean(a.unix, b.unix))
+        m.intensity_source, m.intensity_kind = self.intensity.source, self.intensity.kind
+        m.short_window = m.seconds < self.cfg.short_window_factor * self._update_period
+        return m
+
+    # ---------------------------------------------------------------- windows
+    def window(self, name: str) -> _WindowContext:
+        if not name or "/" in name:
+            raise ValueError(f"window name {name!r}: must be non-empty and contain no '/' (nesting adds it)")
+        return _WindowContext(self, name)
+
+    def _open_window(self, name: str) -> _Snapshot:
+        snap = self._snapshot()
+        self._windows.append(name)
+        return snap
+
+    def _close_window(self, m: Measurement, start: _Snapshot) -> None:
+        end = self._snapshot()
+        if self._windows and self._windows[-1] == m.name:
+            self._windows.pop()
+        elif m.name in self._windows:
+            self._windows.remove(m.name)
+        self._fill(m, start, end)
+        if m.short_window:
+            log.debug("window %s (%.3f s) is shorter than %g x the %g s update period: energy is coarse",
+                      m.name, m.seconds, self.cfg.short_window_factor, self._update_period)
+
+    def totals(self) -> Measurement:
+        """Everything this Meter measured from start() to now (or to stop())."""
+        if not self.cfg.enabled:
+            a = self._first or _Snapshot(time.time(), time.perf_counter(), {}, 0.0)
+            return self._fill(Measurement(name="total"), a, self._last or self._snapshot())
+        if self._first is None:
+            return Measurement(name="total", method="none")
+        end = self._snapshot() if self._running else self._last
+        return self._fill(Measurement(name="total"), self._first, end)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> Meter:
+        if self._running:
+            return self
+        if not self.cfg.enabled:
+            self._first = _Snapshot(time.time(), time.perf_counter(), {}, 0.0)
+            return self
+        self._open_sources()
+        _ = self.intensity.source  # resolve (and fail on a bad trace) before any work
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.out_dir / "energy.csv"
+            fresh = not path.exists() or path.stat().st_size == 0
+            self._csv_offset = 0.0 if fresh else _last_cumulative(path)
+            self._csv = path.open("a", newline="")
+            if fresh:
+                csv.writer(self._csv).writerow(CSV_COLUMNS)
+        with self._lock:
+            self._first = self._last = None
+            self._advance()
+        self._running = True
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="meter-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if not self.cfg.enabled:
+            self._last = _Snapshot(time.time(), time.perf_counter(), {}, 0.0)
+            return
+        if not self._running:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._tick()  # a last row at the stop time
+        self._running = False
+        self._flush()
+        if self._csv is not None:
+            self._csv.close()
+            self._csv = None
+        for s in self._sources or []:
+            s.close()
+        self._sources = None
+
+    def __enter__(self) -> Meter:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- sampler
+    def _tick(self) -> None:
+        for s in self._sources or []:
+            s.poll()
+        with self._lock:
+            prev = self._last
+            snap = self._advance()
+        total = sum(snap.comps.values())
+        dt = snap.mono - prev.mono if prev is not None else 0.0
+        watts = (total - sum(prev.comps.values())) / dt if prev is not None and dt > 0 else 0.0
+        if self._csv is not None:
+            self._rows.append([f"{snap.unix:.3f}", "/".join(self._windows), f"{self._csv_offset + total:.6f}",
+                               f"{watts:.4f}", "+".join(snap.comps)])
+
+    def _flush(self) -> None:
+        if self._csv is not None and self._rows:
+            rows, self._rows = self._rows, []
+            csv.writer(self._csv).writerows(rows)
+            self._csv.flush()
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.cfg.flush_period_s
+        while not self._stop.wait(self.cfg.sample_period_s):
+            try:
+                self._tick()
+                if time.monotonic() >= next_flush:
+                    self._flush()
+                    next_flush = time.monotonic() + self.cfg.flush_period_s
+            except Exception:  # noqa: BLE001  a failing read must not kill training; say so once per kind
+                log.exception("meter sampler tick failed")
