@@ -67,3 +67,12 @@ class MeterConfig:
             _check(0 <= self.cpu_cores <= 4096, "cpu_cores", self.cpu_cores, "0 to 4096 or null")
         _check(0 <= self.ram_w_per_gb <= 5, "ram_w_per_gb", self.ram_w_per_gb, "0 to 5 W/GB")
         _check(1 <= self.short_window_factor <= 1000, "short_window_factor", self.short_window_factor, "1 to 1000")
+        if self.region is not None:
+            from meter.intensity import table_lookup
+
+            table_lookup(self.region)  # ValueError naming meter.region and what is allowed
+        if self.intensity_trace is not None:
+            from pathlib import Path
+
+            _check(Path(self.intensity_trace).is_file(), "intensity_trace", self.intensity_trace,
+                   "an existing CSV file with columns timestamp,gco2_per_kwh")
