@@ -1,0 +1,1 @@
+"""Learned frame/resolution policies for video that really skip compute (AR-Net style)."""

@@ -1,0 +1,35 @@
+"""Straight-through Gumbel-softmax and the exponential temperature schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def temperature(epoch: int | float, tau0: float = 5.0, gamma: float = 0.045) -> float:
+    """tau = tau0 * exp(-gamma * epoch) (AR-Net: tau0=5, gamma=0.045)."""
+    if tau0 <= 0 or gamma < 0:
+        raise ValueError(f"temperature: tau0={tau0} must be > 0 and gamma={gamma} >= 0")
+    return tau0 * math.exp(-gamma * epoch)
+
+
+def gumbel_softmax_st(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hard one-hot sample in the forward pass, gradient of the soft sample in the backward pass.
+
+    logits: [..., A] -> [..., A] with exactly one 1 per row (forward); d/dlogits = d softmax((logits+g)/tau).
+    """
+    if tau <= 0:
+        raise ValueError(f"gumbel_softmax_st: tau={tau} must be > 0")
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    e = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)  # Exp(1) sample
+    g = -torch.log(e)
+    soft = F.softmax((logits + g) / tau, dim=-1)
+    return straight_through(soft)
+
+
+def straight_through(soft: torch.Tensor) -> torch.Tensor:
+    """One-hot of argmax(soft) forward, identity gradient to `soft` backward."""
+    hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft

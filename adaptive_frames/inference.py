@@ -1,0 +1,49 @@
+"""Compute that really skips: each backbone receives only the frames assigned to it (gather -> run -> scatter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size]; area averaging (anti-aliased); identity at native size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+@dataclass
+class VideoResult:
+    """logits [B, K] (mean over processed frames, zeros if none); looked [B] frames the policy ran on;
+    per_res [B, R] frames each backbone ran on; flops [B]; actions [B, T] (-1 = not looked at), if any."""
+
+    logits: torch.Tensor
+    looked: torch.Tensor
+    per_res: torch.Tensor
+    flops: torch.Tensor
+    actions: torch.Tensor | None = None
+
+
+def run_assigned(
+    backbones: nn.ModuleList, resolutions: tuple[int, ...], clips: torch.Tensor, assign: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """clips [B, T, C, H, W], assign [B, T] int (i = backbone i, -1 = not processed).
+
+    Returns (mean logits [B, K], frames per backbone [B, R]). Backbone i runs once, on its frames only.
+    """
+    b = clips.shape[0]
+    total = clips.new_zeros(b, num_classes)
+    per_res = torch.zeros(b, len(resolutions), dtype=torch.long)
+    for i, (net, size) in enumerate(zip(backbones, resolutions)):
+        vid, frame = (assign == i).nonzero(as_tuple=True)
+        if vid.numel() == 0:
+            continue
+        out = net(resize(clips[vid, frame], size))  # [n_i, K]
+        total = total.index_add(0, vid, out)
+        per_res[:, i] = torch.bincount(vid, minlength=b)
+    count = per_res.sum(dim=1, keepdim=True).clamp(min=1).to(total.dtype)
+    return total / count, per_res
