@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .experts import Experts
+from .grouped import grouped_linear
 from .registry import Registry
 
 Backend = Callable[..., tuple[torch.Tensor, int]]
@@ -49,22 +50,26 @@ def _sorted(token, expert, weight, num_experts):
 
 @DISPATCHERS.register("sort_split")
 def sort_split_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
-    """Sort rows by expert, one matmul pair per expert on contiguous slices, one index_add back.
+    """Sort rows by expert, per-expert matmuls on contiguous slices (`grouped_linear`), one index_add back.
 
-    Weights are unbind-ed once: indexing W[e] in the loop would copy all of W per expert in backward.
+    Never indexes W[e] under autograd: that copies all of W per expert in backward (see `loop`, 37x dense at
+    E = 64); `grouped_linear` writes each expert's weight gradient in place instead.
     """
     tok, _, w, counts = _sorted(token, expert, weight, experts.num_experts)
-    xs = x.index_select(0, tok)
-    w1, w2 = experts.w1.unbind(0), experts.w2.unbind(0)
-    b1 = experts.b1.unbind(0) if experts.b1 is not None else [None] * experts.num_experts
-    b2 = experts.b2.unbind(0) if experts.b2 is not None else [None] * experts.num_experts
-    outs = [
-        experts.expert_forward(xe, w1[e], w2[e], b1[e], b2[e])
-        for e, xe in enumerate(xs.split(counts.tolist()))
-        if xe.shape[0] > 0
-    ]
-    out = torch.cat(outs) if outs else xs
+    sizes = counts.tolist()
+    h = grouped_linear(x.index_select(0, tok), experts.w1, sizes)
+    if experts.b1 is not None:
+        h = _add_segment_bias(h, experts.b1, sizes)
+    out = grouped_linear(experts.act(h), experts.w2, sizes)
+    if experts.b2 is not None:
+        out = _add_segment_bias(out, experts.b2, sizes)
     return _combine(x, tok, out, w), int(tok.numel())
+
+
+def _add_segment_bias(h: torch.Tensor, bias: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    # Per-segment broadcast add: its backward reduces each expert's rows like the other backends do
+    # (a gather `bias[ex]` would accumulate in a different order, ~1e-6 apart in fp32).
+    return torch.cat([hs + b for hs, b in zip(h.split(sizes), bias.unbind(0))])
 
 
 def grouped_mm_supported(x: torch.Tensor, experts: Experts) -> bool:
@@ -72,12 +77,6 @@ def grouped_mm_supported(x: torch.Tensor, experts: Experts) -> bool:
         return False
     align = 16 // x.element_size()  # row strides must be multiples of 16 bytes
     return all(n % align == 0 for n in (experts.d_model, experts.d_in, experts.d_ff))
-
-
-def _add_segment_bias(h: torch.Tensor, bias: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    # Per-segment broadcast add: its backward reduces each expert's rows like the other backends do
-    # (a gather `bias[ex]` would accumulate in a different order, ~1e-6 apart in fp32).
-    return torch.cat([hs + b for hs, b in zip(h.split(sizes), bias.unbind(0))])
 
 
 @DISPATCHERS.register("grouped_mm")
