@@ -73,3 +73,7 @@ class _View:
 
 def load_dataset(name: str, **kwargs) -> Splits:
     return DATASETS.get(name)(**kwargs)
+
+
+# Image readers (mnist, fashion_mnist, cifar10, mnist5k) register themselves on import.
+from lth import image_data  # noqa: E402, F401

@@ -1,5 +1,10 @@
 """Models for lottery-ticket experiments, in a registry.
 
+Registered: `mlp`, `lenet_300_100` (here), `mnist1d_cnn`, `conv2`, `conv4`, `conv6`, `vgg16`, `vgg19`
+(lth/convnets.py), `resnet20` (lth/resnet.py). Every factory is called as
+`factory(in_features, num_classes, hidden=None, init=...)`; `in_features` is C*H*W of one sample
+(the length for the 1D CNN), which fixes the input channels of the image models.
+
 Every model exposes `prunable_names()` (the weights the papers prune: weights of Linear/Conv layers, biases
 never) and `output_layer_name()` (the weight pruned at its own rate in layer-wise pruning).
 """
@@ -41,7 +46,8 @@ def _init(model: nn.Module, scheme: str) -> None:
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             inits[scheme](m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class MLP(PrunableModel):
@@ -77,3 +83,7 @@ def lenet_300_100(in_features: int, num_classes: int, hidden: list[int] | None =
 
 def build_model(name: str, in_features: int, num_classes: int, **kwargs) -> PrunableModel:
     return MODELS.get(name)(in_features=in_features, num_classes=num_classes, **kwargs)
+
+
+# Convnets register themselves in MODELS on import; they need `PrunableModel` and `_init` defined above.
+from lth import convnets, resnet  # noqa: E402, F401
