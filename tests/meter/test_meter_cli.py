@@ -1,0 +1,40 @@
+from datetime import datetime, timezone
+
+from meter.cli import main
+
+T0 = datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp()
+
+
+def test_estimate_prints_both_formulas(capsys):
+    assert main(["estimate", "strubell", "--hours", "10", "--cpu-w", "100", "--gpu-w", "250", "--gpus", "4"]) == 0
+    assert "17.38 kWh" in capsys.readouterr().out
+    assert main(["estimate", "patterson", "--hours", "100", "--processors", "8", "--avg-power-w", "300",
+                 "--pue", "1.1", "--t-per-mwh", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "0.264 MWh" in out and "0.132 tCO2e" in out and "km by car" in out
+
+
+def test_schedule_from_run_folder(tmp_path, capsys):
+    trace = tmp_path / "HAND_2022_hourly.csv"
+    vals = [500, 400, 100, 450] + [500] * 44
+    trace.write_text("timestamp,gco2_per_kwh\n" + "".join(
+        f"{datetime.fromtimestamp(T0 + 3600 * i, tz=timezone.utc).isoformat()},{v}\n" for i, v in enumerate(vals)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "energy.csv").write_text("t_unix,window,joules_cumulative,watts,source\n"
+                                    f"{T0},train,0,1000,x\n{T0 + 1800},train,1800000,1000,x\n")
+    assert main(["schedule", "--trace", str(trace), "--run", str(run), "--window", "3h"]) == 0
+    out = capsys.readouterr().out
+    # 0.5 kWh at 500 g/kWh now; best start in 3 h is hour 2 at 100 g/kWh: 80 % saved
+    assert "| HAND | 250 | 2 | 50 | 80.0 |" in out
+
+
+def test_bad_input_exits_nonzero(tmp_path, capsys):
+    assert main(["schedule", "--trace", str(tmp_path), "--duration", "2h", "--power-w", "5"]) == 2
+    assert "no CSV files" in capsys.readouterr().err
+
+
+def test_check_runs(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate" in out and "read latency" in out
