@@ -8,7 +8,7 @@
 from .config import MoEConfig
 from .dispatch import DISPATCHERS
 from .experts import ACTIVATIONS, DenseFFN, Experts
-from .flops import MoEFlops, layer_flops, training_flops
+from .flops import MoEFlops, flops_stats, layer_flops, training_flops
 from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
 from .routers import ROUTERS
 
@@ -23,6 +23,7 @@ __all__ = [
     "MoEFlops",
     "MoELayer",
     "aux_stats",
+    "flops_stats",
     "layer_flops",
     "step_routers",
     "total_aux_loss",

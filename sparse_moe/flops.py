@@ -82,3 +82,17 @@ def register_grouped_mm_flops() -> bool:
 
 
 register_grouped_mm_flops()
+
+
+def flops_stats(layers: list[MoELayer], auxes: list[MoEAux], prefix: str = "moe") -> dict[str, int]:
+    """Per-layer forward FLOPs for logging: `<prefix>/layer<i>/flops_{useful,executed,dense,dispatch}`."""
+    out = {}
+    for i, (layer, aux) in enumerate(zip(layers, auxes)):
+        fl = layer_flops(layer, aux)
+        out.update({
+            f"{prefix}/layer{i}/flops_useful": fl.useful,
+            f"{prefix}/layer{i}/flops_executed": fl.executed,
+            f"{prefix}/layer{i}/flops_dense": fl.router + fl.experts_dense + fl.shared,
+            f"{prefix}/layer{i}/flops_dispatch": fl.dispatch,
+        })
+    return out

@@ -62,3 +62,16 @@ def test_model_level_count_matches_meter():
     moe_counted = sum(counted.by_module_forward[f"blocks.{i}.ffn.inner"] for i in range(2))
     layers = [model.blocks[i].ffn.inner for i in range(2)]
     assert moe_counted == sum(layer_flops(m, a).matmul_forward for m, a in zip(layers, auxes))
+
+
+def test_flops_stats_keys_and_values():
+    torch.manual_seed(0)
+    layer = MoELayer(16, 32, 4, capacity_factor=2.0, dispatch="padded_bmm")
+    _, aux = layer(torch.randn(40, 16))
+    from sparse_moe import flops_stats
+
+    st = flops_stats([layer], [aux])
+    row = 2 * 16 * 32 * 2
+    assert st["moe/layer0/flops_executed"] == 2 * 40 * 16 * 4 + 80 * row
+    assert st["moe/layer0/flops_useful"] == 2 * 40 * 16 * 4 + 40 * row
+    assert st["moe/layer0/flops_dense"] == 2 * 40 * 16 * 4 + 4 * 40 * row
