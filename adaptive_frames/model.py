@@ -61,9 +61,9 @@ class AdaptiveFrameModel(nn.Module):
             )
         return self._costs
 
-    def dense_flops(self) -> int:
-        """The bound: every frame at the top resolution, no policy."""
-        return self.costs().top
+    def dense_flops(self, num_frames: int) -> int:
+        """The bound per video: every frame at the top resolution, no policy."""
+        return num_frames * self.costs().top
 
     def lowres(self, clips: torch.Tensor) -> torch.Tensor:
         """[B, T, C, H, W] -> [B, T, C, s, s], the copy the policy sees."""

@@ -1,0 +1,181 @@
+"""The three AR-Net stages as plain loops: pretrain backbones per resolution, joint policy training, fine-tune
+with the policy frozen; plus evaluation. Each takes model/data/optimizer/epochs and returns per-epoch metrics;
+`start_epoch` (and a passed-in BudgetController) let a caller resume a stage from its checkpointed state.
+
+A loader yields (clips [B, T, C, H, W], labels [B] or multi-hot [B, K], index [B]); `ClipLoader` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .flops import summarize_flops
+from .gumbel import temperature
+from .inference import VideoResult, resize
+from .losses import BudgetController, efficiency_term, usage_balance
+from .metrics import accuracy
+from .model import AdaptiveFrameModel
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Loader = Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _acc(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return accuracy(logits, labels) if labels.dim() == 1 else float("nan")
+
+
+def pretrain_backbone(
+    backbone: nn.Module, resolution: int, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """Train one backbone on every frame at `resolution`; video logits = mean of frame logits."""
+    backbone.train()
+    history = []
+    for epoch in range(start_epoch, epochs):
+        tot_loss = tot_acc = n = 0.0
+        for clips, labels, _ in loader:
+            b, t = clips.shape[:2]
+            logits = backbone(resize(clips.flatten(0, 1), resolution)).view(b, t, -1).mean(dim=1)
+            loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            tot_loss += float(loss) * b
+            tot_acc += _acc(logits.detach(), labels) * b
+            n += b
+        history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
+    return history
+
+
+@dataclass
+class PolicyTrainConfig:
+    epochs: int = 20
+    tau0: float = 5.0
+    gamma: float = 0.045  # per epoch; AR-Net's value for ~100 epochs, raise it for short runs
+    lam: float = 0.1  # weight of the efficiency term (ignored in budget mode, where it starts here and adapts)
+    balance: float = 0.0  # weight of the usage-balance term
+    budget_gflops: float = 0.0  # > 0: budget mode, target mean GFLOPs per video
+    budget_lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.lam < 0 or self.balance < 0 or self.budget_gflops < 0:
+            raise ValueError(f"PolicyTrainConfig: epochs, lam, balance, budget_gflops must be >= 0, got {self}")
+
+
+@torch.no_grad()
+def precompute(model: AdaptiveFrameModel, clips: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """With frozen backbones, per-frame logits [N, T, R, K] and low-res copies [N, T, C, s, s] never change:
+    compute them once so joint training only runs the policy."""
+    model.eval()
+    logits, low = [], []
+    for i in range(0, len(clips), batch_size):
+        x = clips[i : i + batch_size]
+        logits.append(model.frame_logits(x))
+        low.append(model.lowres(x))
+    return {"frame_logits": torch.cat(logits), "low": torch.cat(low)}
+
+
+def train_policy(
+    model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, cfg: PolicyTrainConfig,
+    loss_fn: LossFn = F.cross_entropy, cache: dict[str, torch.Tensor] | None = None,
+    budget: BudgetController | None = None, start_epoch: int = 0, generator: torch.Generator | None = None,
+) -> list[dict[str, float]]:
+    """Joint training with ST Gumbel-softmax, tau = tau0 * exp(-gamma * epoch).
+
+    Backbones are trained too if their parameters are in `optimizer`; pass `cache` (from `precompute`) to train
+    only the policy on frozen backbones. Budget mode (cfg.budget_gflops > 0) adapts lam by dual ascent.
+    """
+    if budget is None and cfg.budget_gflops > 0:
+        budget = BudgetController(target_flops=cfg.budget_gflops * 1e9, lam=cfg.lam, lr=cfg.budget_lr)
+    top = model.costs().top
+    model.train()
+    if cache is not None:
+        model.backbones.eval()
+    history = []
+    for epoch in range(start_epoch, cfg.epochs):
+        tau = temperature(epoch, cfg.tau0, cfg.gamma)
+        sums: dict[str, float] = {"loss": 0.0, "acc": 0.0, "flops": 0.0, "lam": 0.0}
+        usage = torch.zeros(model.space.num_actions)
+        looked_total, n = 0.0, 0
+        for clips, labels, idx in loader:
+            extra = {} if cache is None else {"frame_logits": cache["frame_logits"][idx], "low": cache["low"][idx]}
+            out = model.forward_train(clips, tau, generator=generator, **extra)
+            lam = budget.lam if budget is not None else cfg.lam
+            loss = loss_fn(out.logits, labels) + lam * efficiency_term(out.flops, clips.shape[1], top)
+            if cfg.balance > 0:
+                loss = loss + cfg.balance * usage_balance(out.decisions, out.looked)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            mean_flops = float(out.flops.detach().mean())
+            if budget is not None:
+                budget.update(mean_flops)
+            b = clips.shape[0]
+            n += b
+            sums["loss"] += float(loss) * b
+            sums["acc"] += _acc(out.logits.detach(), labels) * b
+            sums["flops"] += mean_flops * b
+            sums["lam"] += lam * b
+            usage += out.decisions.detach().sum(dim=(0, 1))
+            looked_total += float(out.looked.detach().sum())
+        row = {"epoch": epoch, "tau": tau, **{k: v / n for k, v in sums.items()}}
+        row["gflops"] = row.pop("flops") / 1e9
+        for name, u in zip(model.space.names(), usage / max(looked_total, 1.0)):
+            row[f"usage/{name}"] = float(u)
+        history.append(row)
+    return history
+
+
+def finetune(
+    model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """Train the backbones on the frames the frozen policy assigns them (argmax decisions, no Gumbel noise)."""
+    for p in model.policy.parameters():
+        p.requires_grad_(False)
+    model.train()
+    model.policy.eval()
+    history = []
+    try:
+        for epoch in range(start_epoch, epochs):
+            tot_loss = tot_acc = n = 0.0
+            for clips, labels, _ in loader:
+                out = model.forward_train(clips, tau=1.0, deterministic=True)
+                loss = loss_fn(out.logits, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                b = clips.shape[0]
+                tot_loss += float(loss) * b
+                tot_acc += _acc(out.logits.detach(), labels) * b
+                n += b
+            history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
+    finally:
+        for p in model.policy.parameters():
+            p.requires_grad_(True)
+    return history
+
+
+def evaluate(
+    run: Callable[[torch.Tensor, torch.Tensor], VideoResult], loader: Loader, dense_flops: float,
+    metric: Callable[[torch.Tensor, torch.Tensor], float] = accuracy,
+) -> dict[str, float]:
+    """`run(clips, index) -> VideoResult` over a loader: the metric plus per-video FLOPs statistics."""
+    logits, labels, flops, looked, per_res = [], [], [], [], []
+    for clips, y, idx in loader:
+        r = run(clips, idx)
+        logits.append(r.logits)
+        labels.append(y)
+        flops.append(r.flops)
+        looked.append(r.looked.double())
+        per_res.append(r.per_res.double())
+    out = {"metric": metric(torch.cat(logits), torch.cat(labels)), **summarize_flops(torch.cat(flops), dense_flops)}
+    out["frames/looked"] = float(torch.cat(looked).mean())
+    for i, v in enumerate(torch.cat(per_res).mean(dim=0)):
+        out[f"frames/backbone{i}"] = float(v)
+    return out
