@@ -94,7 +94,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # protocol-2 bytes
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
