@@ -91,14 +91,17 @@ def cmd_schedule(args) -> int:
     head = ("| region | baseline g | FS delay h | FS g | FS saved % | P&R span h | P&R g | P&R saved % |\n"
             "|---|---:|---:|---:|---:|---:|---:|---:|")
     print(head)
+    notes = []
     for path in _traces(args.trace):
         trace = TraceIntensity.from_csv(path)
         r = schedule.simulate(profile, trace, start, window_h, args.span_factor)
         region = path.name.split("_")[0]
         print(f"| {region} | {r.baseline_g:.4g} | {r.fs_delay_h} | {r.fs_g:.4g} | {100 * r.fs_saving:.1f} | "
               f"{r.span_h} | {r.pr_g:.4g} | {100 * r.pr_saving:.1f} |")
-        if trace.shifted:
-            print(f"|   ({trace.source}) |||||||")
+        if trace.shifted or trace.filled:
+            notes.append(f"{region}: {trace.source}")
+    for n in notes:
+        print(f"note: {n}")
     return 0
 
 

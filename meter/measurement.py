@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
+from meter.equivalents import equivalents
+
 J_PER_KWH = 3.6e6
 
 
@@ -63,6 +65,7 @@ class Measurement:
             "energy/estimated_components": ",".join(est),
             "energy/short_window": self.short_window,
             "carbon/intensity_kind": self.intensity_kind,
+            **equivalents(self.g_co2e),
         }
 
     def to_dict(self) -> dict:
