@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -142,17 +143,64 @@ def _mask_for_level(cfg, data, level: int, previous, rates, files: LevelFiles):
     return mask
 
 
-@TASKS.register("lth")
-def run_imp(cfg, ctx: RunContext) -> list[dict]:
-    data = load_data(cfg)
+@dataclass
+class Schedule:
+    """The resolved step numbers of one IMP run on one dataset."""
+
+    total: int  # steps of one full training
+    rewind_step: int
+    final_lr: float  # the schedule's LR multiplier at the last step (fine-tuning)
+
+
+def schedule(cfg, data) -> Schedule:
     spe = iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)
     total = cfg.optim.steps if cfg.optim.steps is not None else cfg.optim.epochs * spe
     rewind_step = RewindPoint.parse(cfg.method.rewind).to_iteration(spe)
     if rewind_step >= total:
         raise ValueError(f"method.rewind={cfg.method.rewind!r} is iteration {rewind_step}, past training end {total}")
+    return Schedule(total, rewind_step, lr_factor(cfg.optim, total - 1, total))
+
+
+def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, level: int, kind: str, start_fn,
+               *, on_snapshot=None, extra: dict | None = None) -> dict:
+    """Train one (level, kind) unless `unit_dir/result.json` exists; returns its row.
+
+    `start_fn()` -> (model with mask applied, first step, mask, optimizer state or None), called only when the
+    unit must be trained.
+    """
+    if (unit_dir / "result.json").exists():
+        return ctx.add_row(read_json(unit_dir / "result.json")["row"])
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    model, start, unit_mask, opt_state = start_fn()
+    finetune = level > 0 and cfg.method.retrain == "finetune"
+    result = fit(
+        model, data, cfg.optim, seed=cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level,
+        total_steps=sched.total, start_step=start, mask=unit_mask, meter=ctx.meter, logger=ctx.logger,
+        tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
+        snapshot_step=sched.rewind_step if on_snapshot else None, on_snapshot=on_snapshot,
+        progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
+        lr_at=(lambda s: sched.final_lr) if finetune else None, preemption=ctx.preemption,
+    )
+    apply_mask(model, unit_mask)
+    if kind == "ticket":
+        save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
+    save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
+    row = ctx.add_row({**_row(cfg, ctx, level, kind, model, unit_mask, result, sched.rewind_step, data),
+                       **(extra or {})})
+    ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
+    atomic_write_json(unit_dir / "result.json", {"row": row})
+    distributed.barrier()  # files rank 0 wrote exist before any rank reads them
+    if distributed.is_main():
+        for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
+            (unit_dir / leftover).unlink(missing_ok=True)
+    return row
+
+
+@TASKS.register("lth")
+def run_imp(cfg, ctx: RunContext) -> list[dict]:
+    data = load_data(cfg)
+    sched = schedule(cfg, data)
     files = LevelFiles(ctx.job_dir)
-    example = data.x_train[:1]
-    final_lr = lr_factor(cfg.optim, total - 1, total)
 
     def save_rewind(model, optimizer, step: int) -> None:
         save_checkpoint(files.rewind, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -161,43 +209,19 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
     template = _model(cfg, data, cfg.seed)
     rates = _rates(cfg, template)
     mask = ones_mask(template, prunable(cfg, template))
-    all_weights = sum(p.numel() for n, p in template.named_parameters() if n in template.prunable_names())
     for level in range(cfg.method.levels + 1):
         if level > 0:
             mask = _mask_for_level(cfg, data, level, mask, rates, files)
         for kind in ["ticket"] + (list(cfg.method.baselines) if level > 0 else []):
-            unit_dir = files.level(level) / kind
-            if (unit_dir / "result.json").exists():
-                ctx.add_row(read_json(unit_dir / "result.json")["row"])
-                continue
-            unit_dir.mkdir(parents=True, exist_ok=True)
-            model, start, unit_mask, opt_state = start_state(cfg, data, kind, level, mask, files, rewind_step)
-            finetune = level > 0 and cfg.method.retrain == "finetune"
-            result = fit(
-                model, data, cfg.optim, seed=cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level,
-                total_steps=total, start_step=start, mask=unit_mask, meter=ctx.meter, logger=ctx.logger,
-                tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
-                snapshot_step=rewind_step if level == 0 else None, on_snapshot=save_rewind,
-                progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
-                lr_at=(lambda s: final_lr) if finetune else None, preemption=ctx.preemption,
-            )
-            apply_mask(model, unit_mask)
-            if kind == "ticket":
-                save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
-            save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
-            row = ctx.add_row(_row(cfg, ctx, level, kind, model, unit_mask, result, rewind_step, example,
-                                   all_weights))
-            ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
-            atomic_write_json(unit_dir / "result.json", {"row": row})
-            distributed.barrier()  # files rank 0 wrote exist before any rank reads them
-            if distributed.is_main():
-                for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-                    (unit_dir / leftover).unlink(missing_ok=True)
+            train_unit(cfg, ctx, data, sched, files.level(level) / kind, level, kind,
+                       lambda: start_state(cfg, data, kind, level, mask, files, sched.rewind_step),  # noqa: B023
+                       on_snapshot=save_rewind if level == 0 else None)
     return ctx.rows
 
 
-def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, example, all_weights) -> dict:
-    effective, dense = _infer_flops(ctx, model, mask, example)
+def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
+    effective, dense = _infer_flops(ctx, model, mask, data.x_train[:1])
+    all_weights = sum(p.numel() for n, p in model.named_parameters() if n in model.prunable_names())
     total_params, nonzero = param_counts(model)
     kept = sum(int(m.sum()) for m in mask.values())
     excluded = all_weights - sum(m.numel() for m in mask.values())
