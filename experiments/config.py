@@ -138,6 +138,8 @@ class IMPCfg:
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
     baselines: list[str] = field(default_factory=lambda: ["random_reinit", "random_prune"])
     random_prune_scope: str = "layerwise"  # layerwise | global
+    stability: bool = False  # per level, a twin from the same rewound state + the LMC error barrier
+    stability_points: int = 30  # alphas on the interpolation path (Frankle et al. 2020 use 30)
 
     def __post_init__(self) -> None:
         from lth.pruning import STRATEGIES
@@ -154,6 +156,7 @@ class IMPCfg:
                "fresh, rewound")
         _check(self.random_prune_scope in ("layerwise", "global"), "method.random_prune_scope",
                self.random_prune_scope, "layerwise, global")
+        _check(self.stability_points >= 2, "method.stability_points", self.stability_points, ">= 2")
         allowed = ("random_reinit", "random_prune", "one_shot")
         _check(all(b in allowed for b in self.baselines), "method.baselines", self.baselines,
                f"a subset of {list(allowed)}")

@@ -83,3 +83,18 @@ def test_baselines_match_the_ticket_density(tmp_path, tiny_cfg, monkeypatch):
         assert not torch.equal(reinit["net.0.weight"], calls[f"L{level:02d}/ticket"]["weights"]["net.0.weight"])
     kinds = {(r["lth/level"], r["lth/kind"]) for r in rows}
     assert (2, "one_shot") in kinds and len(rows) == 1 + 2 * 4
+
+
+def test_stability_twin_reports_a_barrier_from_the_same_start(tmp_path, tiny_cfg, monkeypatch):
+    _, calls, rows = _run(tmp_path, tiny_cfg, monkeypatch, baselines=[], stability=True, stability_points=5)
+    for level in (0, 1):
+        ticket, twin = calls[f"L{level:02d}/ticket"], calls[f"L{level:02d}/stability_twin"]
+        assert twin["start"] == 4  # both copies start at the rewind step, the twin from the step-k weights
+        assert twin["mask"] is ticket["mask"] or all(torch.equal(twin["mask"][k], ticket["mask"][k])
+                                                     for k in ticket["mask"])
+        if level == 1:
+            for name, value in ticket["weights"].items():
+                assert torch.equal(value, twin["weights"][name]), name
+    twins = [r for r in rows if r["lth/kind"] == "stability_twin"]
+    assert len(twins) == 2 and all(r["lth/lmc_barrier"] >= 0 for r in twins)
+    assert all(isinstance(r["lth/lmc_stable"], bool) for r in twins)

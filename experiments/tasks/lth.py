@@ -41,6 +41,7 @@ from lth import (
     ones_mask,
     random_mask_like,
 )
+from lth.connectivity import classification_error, linear_path
 from lth.data import load_dataset
 from lth.pruning import compound
 from meter.flops import CONVENTION, param_counts
@@ -162,19 +163,21 @@ def schedule(cfg, data) -> Schedule:
 
 
 def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, level: int, kind: str, start_fn,
-               *, on_snapshot=None, extra: dict | None = None) -> dict:
+               *, on_snapshot=None, extra: dict | None = None, data_seed: int | None = None, post=None) -> dict:
     """Train one (level, kind) unless `unit_dir/result.json` exists; returns its row.
 
     `start_fn()` -> (model with mask applied, first step, mask, optimizer state or None), called only when the
-    unit must be trained.
+    unit must be trained; `post(model) -> dict` adds fields computed from the trained model to its row.
     """
     if (unit_dir / "result.json").exists():
         return ctx.add_row(read_json(unit_dir / "result.json")["row"])
     unit_dir.mkdir(parents=True, exist_ok=True)
     model, start, unit_mask, opt_state = start_fn()
     finetune = level > 0 and cfg.method.retrain == "finetune"
+    if data_seed is None:
+        data_seed = cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level
     result = fit(
-        model, data, cfg.optim, seed=cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level,
+        model, data, cfg.optim, seed=data_seed,
         total_steps=sched.total, start_step=start, mask=unit_mask, meter=ctx.meter, logger=ctx.logger,
         tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
         snapshot_step=sched.rewind_step if on_snapshot else None, on_snapshot=on_snapshot,
@@ -186,7 +189,7 @@ def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, leve
         save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
     save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
     row = ctx.add_row({**_row(cfg, ctx, level, kind, model, unit_mask, result, sched.rewind_step, data),
-                       **(extra or {})})
+                       **(extra or {}), **(post(model) if post else {})})
     ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
     atomic_write_json(unit_dir / "result.json", {"row": row})
     distributed.barrier()  # files rank 0 wrote exist before any rank reads them
@@ -216,7 +219,31 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
             train_unit(cfg, ctx, data, sched, files.level(level) / kind, level, kind,
                        lambda: start_state(cfg, data, kind, level, mask, files, sched.rewind_step),  # noqa: B023
                        on_snapshot=save_rewind if level == 0 else None)
+        if cfg.method.stability:
+            stability_twin(cfg, ctx, data, sched, files, level, mask)
     return ctx.rows
+
+
+def stability_twin(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFiles, level: int, mask) -> dict:
+    """Linear mode connectivity (Frankle et al. 2020): a second copy of this level's ticket trained from the same
+    rewound state (step k) with another data order; its row carries the error barrier between the two."""
+
+    def start():
+        model, _, unit_mask, opt_state = start_state(cfg, data, "ticket", max(level, 1), mask, files,
+                                                     sched.rewind_step)
+        if level == 0:  # the dense network rewound to step k: Frankle et al.'s instability analysis
+            model.load_state_dict(load_checkpoint(files.rewind)["model"])
+        return model, sched.rewind_step, unit_mask, opt_state
+
+    def barrier(twin) -> dict:
+        ticket = load_checkpoint(files.level(level) / "ticket" / "final.pt")["model"]
+        path = linear_path(ticket, twin.state_dict(), classification_error(twin, data.x_test, data.y_test),
+                           num_points=cfg.method.stability_points)
+        return {"lth/lmc_barrier": path.barrier, "lth/lmc_stable": path.is_stable(),
+                "lth/lmc_max_error": max(path.errors)}
+
+    return train_unit(cfg, ctx, data, sched, files.level(level) / "stability_twin", level, "stability_twin", start,
+                      data_seed=cfg.seed + 1_000_003, post=barrier)
 
 
 def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
