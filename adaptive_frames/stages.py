@@ -45,7 +45,7 @@ def pretrain_backbone(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            tot_loss += float(loss) * b
+            tot_loss += float(loss.detach()) * b
             tot_acc += _acc(logits.detach(), labels) * b
             n += b
         history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
@@ -117,7 +117,7 @@ def train_policy(
                 budget.update(mean_flops)
             b = clips.shape[0]
             n += b
-            sums["loss"] += float(loss) * b
+            sums["loss"] += float(loss.detach()) * b
             sums["acc"] += _acc(out.logits.detach(), labels) * b
             sums["flops"] += mean_flops * b
             sums["lam"] += lam * b
@@ -151,7 +151,7 @@ def finetune(
                 loss.backward()
                 optimizer.step()
                 b = clips.shape[0]
-                tot_loss += float(loss) * b
+                tot_loss += float(loss.detach()) * b
                 tot_acc += _acc(out.logits.detach(), labels) * b
                 n += b
             history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
