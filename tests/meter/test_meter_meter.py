@@ -130,3 +130,55 @@ def test_config_validation_and_hydra_structured():
             MeterConfig(**kw)
     cfg = OmegaConf.to_object(OmegaConf.structured(MeterConfig))
     assert cfg == MeterConfig()
+
+
+class FakeTime:
+    """Stands in for the `time` module inside meter.meter: wall clock set by the test."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def time(self):
+        return self.t
+
+    def perf_counter(self):
+        return self.t
+
+    def monotonic(self):
+        return time.monotonic()
+
+
+def test_window_carbon_follows_the_trace_across_hours(monkeypatch, tmp_path):
+    from datetime import datetime, timezone
+
+    import meter.meter as meter_mod
+
+    t0 = datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp()
+    trace = tmp_path / "T_2022_hourly.csv"
+    trace.write_text("timestamp,gco2_per_kwh\n" + "".join(
+        f"{datetime.fromtimestamp(t0 + 3600 * i, tz=timezone.utc).isoformat()},{v}\n"
+        for i, v in enumerate([100, 200, 400, 50])))
+    clock = FakeTime(t0 + 1800)  # 00:30
+
+    class Kilowatt(EnergySource):
+        name = "kw"
+
+        def keys(self):
+            return ["cpu/measured:rapl"]
+
+        def read(self):
+            return {"cpu/measured:rapl": 1000.0 * (clock.t - t0)}
+
+    monkeypatch.setitem(SOURCES._items, "kw", lambda cfg, want: Kilowatt())
+    monkeypatch.setattr(meter_mod, "time", clock)
+    cfg = MeterConfig(sources=["kw"], intensity_trace=str(trace), sample_period_s=60, pue=1.2)
+    with Meter(cfg) as meter:
+        with meter.window("train") as w:
+            for t in (1.75, 2.25):  # ledger updates straddle the hour boundaries (01:45, then 02:15)
+                clock.t = t0 + 3600 * t
+                meter._tick()
+    hand = (0.5 * 100 + 1.0 * 200 + 0.25 * 400) * 1.2  # kWh x g/kWh x PUE
+    assert w.joules == pytest.approx(1.75 * 3.6e6)
+    assert w.g_co2e == pytest.approx(hand, rel=1e-9)
+    assert w.intensity_g_per_kwh == pytest.approx(hand / 1.2 / 1.75)
+    assert w.intensity_source == "trace:T_2022_hourly.csv"
