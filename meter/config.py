@@ -44,6 +44,11 @@ class MeterConfig:
     rapl_root: str = "/sys/class/powercap"
     cuda_sync: bool = True  # torch.cuda.synchronize() before reading GPU counters at window edges
     short_window_factor: float = 10.0  # windows shorter than this x the counter update period are flagged
+    emissions_csv: bool = False  # at stop(), append a CodeCarbon-compatible row of totals to out_dir/emissions.csv
+    # carbon-aware scheduling (needs intensity_trace); the trainer asks meter.schedule.plan_from_config for a Plan
+    schedule_mode: Optional[str] = None  # null (run now), flexible_start, pause_resume
+    schedule_window_h: int = 24  # Flexible Start: latest delay
+    schedule_span_factor: float = 2.0  # Pause and Resume: total span <= factor x duration
 
     def __post_init__(self) -> None:
         from meter.sources import SOURCES  # late: sources import config types
@@ -67,6 +72,12 @@ class MeterConfig:
             _check(0 <= self.cpu_cores <= 4096, "cpu_cores", self.cpu_cores, "0 to 4096 or null")
         _check(0 <= self.ram_w_per_gb <= 5, "ram_w_per_gb", self.ram_w_per_gb, "0 to 5 W/GB")
         _check(1 <= self.short_window_factor <= 1000, "short_window_factor", self.short_window_factor, "1 to 1000")
+        _check(self.schedule_mode in (None, "flexible_start", "pause_resume"), "schedule_mode", self.schedule_mode,
+               "null, flexible_start, pause_resume")
+        _check(0 <= self.schedule_window_h <= 24 * 14, "schedule_window_h", self.schedule_window_h, "0 to 336 hours")
+        _check(1.0 <= self.schedule_span_factor <= 10.0, "schedule_span_factor", self.schedule_span_factor, "1 to 10")
+        _check(self.schedule_mode is None or self.intensity_trace is not None, "schedule_mode", self.schedule_mode,
+               "null unless meter.intensity_trace is set (scheduling needs a trace)")
         if self.region is not None:
             from meter.intensity import table_lookup
 

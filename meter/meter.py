@@ -102,6 +102,8 @@ class Meter:
         if self._sources is not None:
             return self._sources
         sources, want = [], set(COMPONENTS)
+        first_time = not self._report
+        self._report = []
         for name in self.cfg.sources:
             if not want:
                 self._report.append((name, "skipped", "every component already covered"))
@@ -120,7 +122,7 @@ class Meter:
             self._report.append((comp, "unmetered", "no listed source covers it"))
         self._sources = sources
         self._update_period = max((s.update_period_s for s in sources), default=0.0)
-        for name, state, detail in self._report:
+        for name, state, detail in self._report if first_time else []:  # said once per Meter, not per window
             (log.info if state in ("live", "skipped") else log.warning)("meter source %s: %s (%s)", name, state, detail)
         return sources
 
@@ -264,6 +266,10 @@ class Meter:
         if self._csv is not None:
             self._csv.close()
             self._csv = None
+        if self.cfg.emissions_csv and self.out_dir is not None:
+            from meter.exports import append_emissions_csv, codecarbon_row
+
+            append_emissions_csv(self.out_dir / "emissions.csv", codecarbon_row(self.totals(), run_id=self.out_dir.name))
         for s in self._sources or []:
             s.close()
         self._sources = None

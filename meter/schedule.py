@@ -195,3 +195,27 @@ def parse_hours(text: str) -> float:
         return float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
     except ValueError:
         raise ValueError(f"duration {text!r}: want e.g. 24h, 90m, 2d or hours as a number") from None
+
+
+def plan_from_config(cfg, now: float, duration_h: float) -> Plan | None:
+    """The Plan a MeterConfig asks for (None when `schedule_mode` is null): call once when a run starts."""
+    if cfg.schedule_mode is None:
+        return None
+    trace = TraceIntensity.from_csv(cfg.intensity_trace, kind=cfg.intensity_kind, align=cfg.trace_align)
+    return plan(trace, now, duration_h, cfg.schedule_mode, cfg.schedule_window_h, cfg.schedule_span_factor)
+
+
+def wait_until_allowed(p: Plan, now_fn=None, sleep_fn=None, max_wait_s: float | None = None) -> bool:
+    """Block until the plan allows work (between steps, after a checkpoint). Returns False when the plan is
+    exhausted or the wait would exceed `max_wait_s` (the caller can then exit and be resumed later)."""
+    import time
+
+    now_fn, sleep_fn = now_fn or time.time, sleep_fn or time.sleep
+    now = now_fn()
+    nxt = p.next_allowed_time(now)
+    if nxt is None or (max_wait_s is not None and nxt - now > max_wait_s):
+        return False
+    while now < nxt:
+        sleep_fn(min(60.0, nxt - now))
+        now = now_fn()
+    return True

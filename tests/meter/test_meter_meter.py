@@ -182,3 +182,12 @@ def test_window_carbon_follows_the_trace_across_hours(monkeypatch, tmp_path):
     assert w.g_co2e == pytest.approx(hand, rel=1e-9)
     assert w.intensity_g_per_kwh == pytest.approx(hand / 1.2 / 1.75)
     assert w.intensity_source == "trace:T_2022_hourly.csv"
+
+
+def test_emissions_csv_written_at_stop(fake, tmp_path):
+    from meter.exports import CODECARBON_COLUMNS
+
+    with Meter(_cfg(emissions_csv=True), out_dir=tmp_path) as meter, meter.window("w"):
+        time.sleep(0.02)
+    rows = list(csv.DictReader((tmp_path / "emissions.csv").open()))
+    assert list(rows[0]) == CODECARBON_COLUMNS and float(rows[0]["energy_consumed"]) > 0

@@ -82,3 +82,27 @@ def test_plan_for_the_trainer():
     assert fs == Plan([(T0 + 5 * 3600, T0 + 7 * 3600)])
     with pytest.raises(ValueError, match="mode"):
         plan(_trace(), T0, 2, mode="later")
+
+
+def test_config_option_plan_and_wait(tmp_path):
+    from meter import MeterConfig
+    from meter.schedule import plan_from_config, wait_until_allowed
+
+    p = tmp_path / "HAND_2022_hourly.csv"
+    p.write_text("timestamp,gco2_per_kwh\n" + "".join(
+        f"{datetime.fromtimestamp(T0 + 3600 * i, tz=timezone.utc).isoformat()},{v}\n" for i, v in enumerate(VALUES)))
+    with pytest.raises(ValueError, match="schedule_mode"):
+        MeterConfig(schedule_mode="pause_resume")  # needs a trace
+    assert plan_from_config(MeterConfig(), T0, 2) is None
+    cfg = MeterConfig(intensity_trace=str(p), schedule_mode="flexible_start", schedule_window_h=6)
+    pl = plan_from_config(cfg, T0, 2)
+    assert pl.intervals == [(T0 + 5 * 3600, T0 + 7 * 3600)]
+    clock, slept = [T0], []
+
+    def sleep(s):
+        slept.append(s)
+        clock[0] += s
+
+    assert wait_until_allowed(pl, now_fn=lambda: clock[0], sleep_fn=sleep)
+    assert clock[0] == T0 + 5 * 3600 and max(slept) <= 60
+    assert not wait_until_allowed(pl, now_fn=lambda: T0, max_wait_s=3600)  # would wait 5 h: let the caller exit
