@@ -167,6 +167,14 @@ class IMPCfg:
 
 
 @dataclass
+class TransferCfg(IMPCfg):
+    """IMP on `source`, then each level's ticket trained on the run's `data` (Morcos et al. 2019)."""
+
+    name: str = "transfer"
+    source: DataCfg = field(default_factory=lambda: DataCfg(generator_seed=7, noise_scale=0.5))
+
+
+@dataclass
 class LoggerCfg:
     name: str = "local"  # local | wandb
     project: str = "leanlab"
@@ -208,6 +216,7 @@ SCHEMAS = {
     ("model", "base_model"): ModelCfg,
     ("optim", "base_optim"): OptimCfg,
     ("method", "base_imp"): IMPCfg,
+    ("method", "base_transfer"): TransferCfg,
     ("meter", "base_meter"): MeterConfig,
     ("logger", "base_logger"): LoggerCfg,
 }

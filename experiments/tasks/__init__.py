@@ -4,4 +4,4 @@ from lth.registry import Registry
 
 TASKS: Registry = Registry("task")
 
-from experiments.tasks import lth  # noqa: E402,F401  (registers "lth")
+from experiments.tasks import lth, lth_transfer  # noqa: E402,F401  (each registers its task)
