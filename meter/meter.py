@@ -96,6 +96,7 @@ class Meter:
         self._first: Optional[_Snapshot] = None
         self._last: Optional[_Snapshot] = None
         self._update_period = 0.0
+        self._tick_errors: set[str] = set()
 
     # ---------------------------------------------------------------- sources
     def _open_sources(self) -> list[EnergySource]:
@@ -308,5 +309,8 @@ class Meter:
                 if time.monotonic() >= next_flush:
                     self._flush()
                     next_flush = time.monotonic() + self.cfg.flush_period_s
-            except Exception:  # noqa: BLE001  a failing read must not kill training; say so once per kind
-                log.exception("meter sampler tick failed")
+            except Exception as e:  # noqa: BLE001  a failing read must not kill training; say so once per kind
+                kind = type(e).__name__
+                if kind not in self._tick_errors:
+                    self._tick_errors.add(kind)
+                    log.exception("meter sampler tick failed (%s); further %s errors are not logged", kind, kind)
