@@ -63,7 +63,8 @@ def load_data(cfg):
     return load_dataset(cfg.data.name, **cfg.data.loader_kwargs())
 
 
-def _model(cfg, data, init_seed: int):
+def init_model(cfg, data, init_seed: int):
+    """A freshly initialised model of `cfg.model` for `data`, seeded independently of any earlier RNG use."""
     torch.manual_seed(init_seed)
     return build_model(cfg.model.name, data.in_features, data.num_classes, hidden=cfg.model.hidden,
                        init=cfg.model.init)
@@ -111,7 +112,7 @@ def start_state(cfg, data, kind: str, level: int, mask, files: LevelFiles, rewin
     """(model with its unit's mask applied, first step, mask, optimizer state or None) of one unit of work."""
     method = cfg.method
     unit_mask, optimizer_state = mask, None
-    model = _model(cfg, data, cfg.seed + (7919 * level if kind == "random_reinit" else 0))
+    model = init_model(cfg, data, cfg.seed + (7919 * level if kind == "random_reinit" else 0))
     if level == 0:
         return model, 0, mask, None
     if kind != "random_reinit":
@@ -124,7 +125,7 @@ def start_state(cfg, data, kind: str, level: int, mask, files: LevelFiles, rewin
         gen = torch.Generator().manual_seed(cfg.seed * 104_729 + level)
         unit_mask = random_mask_like(mask, gen, method.random_prune_scope)
     elif kind == "one_shot":
-        dense = _model(cfg, data, cfg.seed)
+        dense = init_model(cfg, data, cfg.seed)
         dense.load_state_dict(load_checkpoint(files.final(0))["model"])
         unit_mask = STRATEGIES.get(method.strategy)(dense, ones_mask(dense, list(mask)),
                                                     compound(_rates(cfg, dense), level))
@@ -136,7 +137,7 @@ def _mask_for_level(cfg, data, level: int, previous, rates, files: LevelFiles):
     mask_file = files.level(level) / "mask.pt"
     if mask_file.exists():
         return load_checkpoint(mask_file)["mask"]
-    trained = _model(cfg, data, cfg.seed)
+    trained = init_model(cfg, data, cfg.seed)
     trained.load_state_dict(load_checkpoint(files.final(level - 1))["model"])
     mask = STRATEGIES.get(cfg.method.strategy)(trained, previous, rates)
     save_checkpoint(mask_file, {"mask": mask})
@@ -209,7 +210,7 @@ def run_imp(cfg, ctx: RunContext) -> list[dict]:
         save_checkpoint(files.rewind, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "step": step})
 
-    template = _model(cfg, data, cfg.seed)
+    template = init_model(cfg, data, cfg.seed)
     rates = _rates(cfg, template)
     mask = ones_mask(template, prunable(cfg, template))
     for level in range(cfg.method.levels + 1):

@@ -13,7 +13,15 @@ from experiments.checkpoint import load_checkpoint
 from experiments.context import RunContext
 from experiments.tasks import TASKS
 from experiments.tasks.lth import (
-    LevelFiles, _model, apply_mask, load_data, ones_mask, prunable, run_imp, schedule, train_unit,
+    LevelFiles,
+    apply_mask,
+    init_model,
+    load_data,
+    ones_mask,
+    prunable,
+    run_imp,
+    schedule,
+    train_unit,
 )
 
 
@@ -35,19 +43,19 @@ def run_transfer(cfg, ctx: RunContext) -> list[dict]:
     out = LevelFiles(ctx.job_dir / "transfer")
     for level in range(cfg.method.levels + 1):
         if level == 0:
-            template = _model(cfg, target, cfg.seed)
+            template = init_model(cfg, target, cfg.seed)
             mask = ones_mask(template, prunable(cfg, template))
         else:
             mask = load_checkpoint(source_files.level(level) / "mask.pt")["mask"]
 
         def ticket(mask=mask):
-            model = _model(cfg, target, cfg.seed)
+            model = init_model(cfg, target, cfg.seed)
             model.load_state_dict(load_checkpoint(source_files.rewind)["model"])
             apply_mask(model, mask)
             return model, source_rewind, mask, None
 
         def reinit(mask=mask, level=level):
-            model = _model(cfg, target, cfg.seed + 7919 * (level + 1))
+            model = init_model(cfg, target, cfg.seed + 7919 * (level + 1))
             apply_mask(model, mask)
             return model, source_rewind, mask, None
 
