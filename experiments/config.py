@@ -103,7 +103,11 @@ class OptimCfg:
     batch_size: int = 100
     epochs: Optional[int] = None  # exactly one of epochs / steps
     steps: Optional[int] = None
-    schedule: str = "constant"
+    schedule: str = "constant"  # constant | cosine | multistep
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of training
+    gamma: float = 0.1  # multistep: LR multiplied by gamma at each milestone
+    warmup_steps: int = 0  # linear warm-up from 0, before the schedule
+    augment: str = "none"  # per-batch augmentation: none | crop_flip (CIFAR: pad 4, random 32 crop, h-flip)
     eval_every: Optional[int] = None  # steps between evaluations; None = once per epoch
 
     def __post_init__(self) -> None:
@@ -111,6 +115,13 @@ class OptimCfg:
 
         _check(self.name in OPTIMIZERS, "optim.name", self.name, ", ".join(OPTIMIZERS.names()))
         _check(self.schedule in SCHEDULES, "optim.schedule", self.schedule, ", ".join(SCHEDULES.names()))
+        from experiments.augment import AUGMENTATIONS
+
+        _check(self.augment in AUGMENTATIONS, "optim.augment", self.augment, ", ".join(AUGMENTATIONS.names()))
+        _check(all(0 < m < 1 for m in self.milestones), "optim.milestones", self.milestones,
+               "fractions of training in (0, 1)")
+        _check(0 < self.gamma <= 1, "optim.gamma", self.gamma, "(0, 1]")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
         _check(self.lr > 0, "optim.lr", self.lr, "> 0")
         _check(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "[0, 1)")
         _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, ">= 0")

@@ -23,13 +23,19 @@ def adam(params, cfg) -> torch.optim.Optimizer:
 
 
 @SCHEDULES.register("constant")
-def constant(step: int, total: int) -> float:
+def constant(step: int, total: int, cfg) -> float:
     return 1.0
 
 
 @SCHEDULES.register("cosine")
-def cosine(step: int, total: int) -> float:
+def cosine(step: int, total: int, cfg) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+@SCHEDULES.register("multistep")
+def multistep(step: int, total: int, cfg) -> float:
+    """gamma ** (number of milestones passed); milestones are fractions of training (0.5 = halfway)."""
+    return cfg.gamma ** sum(step >= round(m * total) for m in cfg.milestones)
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
@@ -38,4 +44,5 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 
 def lr_factor(cfg, step: int, total: int) -> float:
     """Multiplier of the base LR at `step`; a pure function of the step, so resuming at step k replays it exactly."""
-    return SCHEDULES.get(cfg.schedule)(step, total)
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    return warmup * SCHEDULES.get(cfg.schedule)(step, total, cfg)

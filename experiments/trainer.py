@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from experiments import checkpoint as ckpt
 from experiments import distributed
+from experiments.augment import augment_batch
 from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
@@ -174,6 +175,7 @@ def fit(
                 idx = epoch_order(seed, epoch, len(data.x_train))[i * bs : (i + 1) * bs]
                 idx = distributed.shard(idx)  # this rank's slice of the global batch
                 xb, yb = data.x_train[idx], data.y_train[idx]
+                xb = augment_batch(optim_cfg.augment, xb, seed, step)
                 for g, base in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = base * lr_at(step)
                 loss = objective.loss(train_model, xb, yb)
