@@ -47,6 +47,7 @@ class CNN1D(PrunableModel):
 
     def __init__(self, length: int, channels: list[int], num_classes: int, init: str) -> None:
         super().__init__()
+        self.length = length
         if not channels:
             raise ValueError("mnist1d_cnn needs at least one conv layer: model.hidden=[c1, c2, ...]")
         layers: list[nn.Module] = []

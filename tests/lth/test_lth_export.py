@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from lth import STRATEGIES, PruneRates, apply_mask, build_model, ones_mask
-from lth.export import MASK_FILE, MODEL_FILE, linear_macs, load_pruned, save_pruned, structured_mlp
+from lth.export import (
+    MASK_FILE,
+    MODEL_FILE,
+    linear_macs,
+    load_pruned,
+    save_pruned,
+    structured,
+    structured_mlp,
+)
 
 
 def _pruned(name="lenet_300_100", in_features=784, rate=0.9, seed=0):
@@ -113,6 +121,46 @@ def test_dense_model_is_unchanged_and_macs_count_mask():
     assert linear_macs(sparse, sparse_mask) == sum(int(m.sum()) for m in sparse_mask.values())
 
 
-def test_structured_refuses_convnets():
+def test_structured_mlp_refuses_convnets_and_structured_refuses_batchnorm_models():
     with pytest.raises(TypeError, match="lth MLP"):
         structured_mlp(build_model("conv2", 3072, 10))
+    with pytest.raises(TypeError, match="no rule for CifarResNet; handled: CNN1D, ConvNet, MLP"):
+        structured(build_model("resnet20", 3072, 10))
+
+
+def test_structured_conv4_channels_follow_the_padding_rule():
+    torch.manual_seed(0)
+    model = build_model("conv4", 3 * 8 * 8, 10, image_size=8).double()  # convs 64, 64, 128, 128; FC 256, 256
+    mask = ones_mask(model, model.prunable_names())
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for c in convs:
+            c.bias.uniform_(0.1, 0.5)
+        convs[0].bias[1] = -0.3                      # dead-in with relu(b) = 0: dropped
+        mask["features.0.weight"][[0, 1]] = False     # channel 0 (relu(b) > 0) feeds a padded conv: kept
+        mask["features.2.weight"][:, 5] = False       # conv0 channel 5: every outgoing weight masked: dropped
+        mask["features.7.weight"][[3, 4]] = False     # last conv, dead-in constants folded into FC 1: dropped
+        mask["classifier.1.weight"].view(256, 128, 4)[:, 9] = False  # last conv channel 9: dead-out
+    apply_mask(model, mask)
+    small = structured(model, mask)
+    assert [m.out_channels for m in small.features if isinstance(m, torch.nn.Conv2d)] == [62, 64, 128, 125]
+    assert small.classifier[1].in_features == 125 * 4
+    x = torch.randn(6, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,in_features,kwargs", [("conv2", 3 * 8 * 8, {"image_size": 8}),
+                                                     ("mnist1d_cnn", 40, {})])
+def test_structured_convnets_match_masked_outputs_at_high_sparsity(name, in_features, kwargs):
+    torch.manual_seed(4)
+    model = build_model(name, in_features, 10, **kwargs)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
+                m.bias.normal_(0, 0.3)
+    mask = STRATEGIES.get("magnitude_layerwise")(model, ones_mask(model, model.prunable_names()), PruneRates(0.98))
+    apply_mask(model, mask)
+    small = structured(model, mask)
+    x = torch.randn(5, in_features)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
