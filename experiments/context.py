@@ -12,6 +12,7 @@ import torch
 from experiments.preemption import NEVER, PreemptionFlag
 from meter import Meter
 from meter.flops import FlopCache
+from meter.schedule import Plan
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RunContext:
     identity: dict  # experiment, run_id, seed, config_hash: the first keys of every row
     progress: bool = True
     preemption: PreemptionFlag = NEVER
+    carbon_plan: Plan | None = None  # carbon-aware schedule (meter.schedule), made once when the run starts
     flop_cache: FlopCache = field(default_factory=FlopCache)
     rows: list[dict] = field(default_factory=list)  # rows finished so far (kept in a failed summary)
 

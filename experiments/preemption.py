@@ -16,8 +16,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class Preempted(Exception):
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"preempted by {signal.Signals(signum).name} at step {step}; checkpoint written")
+    def __init__(self, signum: int, step: int, reason: str | None = None) -> None:
+        why = reason or f"preempted by {signal.Signals(signum).name}"
+        super().__init__(f"{why} at step {step}; checkpoint written")
         self.signum, self.step = signum, step
 
 

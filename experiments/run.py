@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -25,6 +26,7 @@ from experiments.records import atomic_write_json, read_json, write_summary
 from experiments.tables import LTH_COLUMNS, render
 from experiments.tasks import TASKS
 from meter import Meter
+from meter.schedule import plan_from_config
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -79,7 +81,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     meter = Meter(typed.meter, out_dir=job_dir if main else None)
     logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name) if main else NullLogger()
     ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity, progress=typed.progress,
-                     preemption=preemption)
+                     preemption=preemption,
+                     carbon_plan=plan_from_config(typed.meter, time.time(), typed.meter.schedule_duration_h))
     status = "failed"
     try:
         with meter:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from lth.data import Splits
 from lth.masks import Mask, apply_mask
 from meter import Measurement, Meter
 from meter.flops import FlopCache
+from meter.schedule import Plan, wait_until_allowed
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +105,14 @@ def fit(
     lr_at: Callable[[int], float] | None = None,
     preemption: PreemptionFlag = NEVER,
     objective: Objective | None = None,
+    carbon_plan: Plan | None = None,
 ) -> FitResult:
     """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists.
 
     `optimizer_state` starts from a saved optimizer state (e.g. rewound to step k) instead of a fresh one;
-    `lr_at(step)` overrides the schedule's LR multiplier (fine-tuning at a fixed LR).
+    `lr_at(step)` overrides the schedule's LR multiplier (fine-tuning at a fixed LR); `carbon_plan` (Flexible
+    Start / Pause and Resume, meter.schedule) makes the loop wait, at epoch boundaries after a checkpoint, for
+    allowed hours, and exit resumably when the plan is exhausted.
     """
     flop_cache = flop_cache or FlopCache()
     objective = objective or Classification()
@@ -164,6 +170,10 @@ def fit(
     disable = rank != 0 or not progress or bool(os.environ.get("CI"))
     bar = tqdm(total=total_steps, initial=step, desc=tag, disable=disable, leave=False)
     while step < total_steps:
+        if carbon_plan is not None and carbon_plan.should_pause(time.time()):
+            log.info("%s: carbon-aware schedule pauses at step %d", tag, step)
+            if not wait_until_allowed(carbon_plan):
+                raise Preempted(signal.SIGTERM, step, "the carbon-aware schedule has no allowed hours left")
         chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
         with meter.window("train") as window:
             while step < chunk_end:

@@ -49,6 +49,7 @@ class MeterConfig:
     schedule_mode: Optional[str] = None  # null (run now), flexible_start, pause_resume
     schedule_window_h: int = 24  # Flexible Start: latest delay
     schedule_span_factor: float = 2.0  # Pause and Resume: total span <= factor x duration
+    schedule_duration_h: float = 1.0  # the run's expected duration, which the plan is made for
 
     def __post_init__(self) -> None:
         from meter.sources import SOURCES  # late: sources import config types
@@ -75,6 +76,8 @@ class MeterConfig:
         _check(self.schedule_mode in (None, "flexible_start", "pause_resume"), "schedule_mode", self.schedule_mode,
                "null, flexible_start, pause_resume")
         _check(0 <= self.schedule_window_h <= 24 * 14, "schedule_window_h", self.schedule_window_h, "0 to 336 hours")
+        _check(0 < self.schedule_duration_h <= 24 * 14, "schedule_duration_h", self.schedule_duration_h,
+               "(0, 336] hours")
         _check(1.0 <= self.schedule_span_factor <= 10.0, "schedule_span_factor", self.schedule_span_factor, "1 to 10")
         _check(self.schedule_mode is None or self.intensity_trace is not None, "schedule_mode", self.schedule_mode,
                "null unless meter.intensity_trace is set (scheduling needs a trace)")

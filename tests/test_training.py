@@ -121,3 +121,28 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     for name, value in model.state_dict().items():
         expected = saved["model"][name] * mask[name] if name in mask else saved["model"][name]
         assert torch.equal(value, expected), name
+
+
+def test_carbon_plan_waits_for_allowed_hours_and_exits_resumably_when_exhausted(tmp_path):
+    import time
+
+    from experiments.preemption import Preempted
+    from meter.schedule import Plan
+
+    optim = OptimCfg(name="sgd", lr=0.1, batch_size=20, epochs=2)
+    logged = []
+
+    class TimeLogger(NullLogger):
+        def log(self, row, step=None):
+            logged.append(time.time())
+
+    start = time.time() + 0.3
+    model, mask = _pruned_model()
+    with _meter() as meter:
+        fit(model, _data(), optim, seed=0, total_steps=16, mask=mask, meter=meter, logger=TimeLogger(), tag="t",
+            progress=False, carbon_plan=Plan([(start, start + 3600)]))
+    assert min(logged) >= start  # no step ran before the allowed interval opened
+    exhausted = Plan([(time.time() - 10, time.time() - 5)])
+    with _meter() as meter, pytest.raises(Preempted, match="no allowed hours"):
+        fit(model, _data(), optim, seed=0, total_steps=16, mask=mask, meter=meter, logger=NullLogger(), tag="t",
+            progress=False, carbon_plan=exhausted, checkpoint_path=tmp_path / "c.pt")

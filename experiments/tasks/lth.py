@@ -184,6 +184,7 @@ def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, leve
         snapshot_step=sched.rewind_step if on_snapshot else None, on_snapshot=on_snapshot,
         progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
         lr_at=(lambda s: sched.final_lr) if finetune else None, preemption=ctx.preemption,
+        carbon_plan=ctx.carbon_plan,
     )
     apply_mask(model, unit_mask)
     if kind == "ticket":
