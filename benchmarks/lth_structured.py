@@ -9,6 +9,7 @@ times one process, one thread, interleaved rounds, medians:
   dense       the unpruned architecture with the level's trained weights
   masked      the same tensors with pruned entries zero (what a mask-based LTH library runs)
   structured  `lth.export.structured_mlp`: neurons the mask disconnected removed, a smaller dense MLP
+  csr         the masked weights as torch sparse CSR matrices (unstructured sparsity through a sparse kernel)
 next to theoretical FLOPs (2 per multiply-add of the Linear layers; masked = unmasked weights only, ShrinkBench's
 "theoretical speedup"). Test accuracy of masked and structured models is printed to show they agree.
 """
@@ -20,10 +21,12 @@ import importlib.util
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,6 +47,25 @@ def train(model, mask, data, steps: int, seed: int) -> None:
         loss.backward()
         opt.step()
         apply_mask(model, mask)
+
+
+class CSRMLP(nn.Module):
+    """An lth MLP whose Linear weights are sparse CSR tensors. x: [B, in] -> [B, out]."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Sparse CSR tensor support is in beta state"
+            self.layers = [(m.weight.detach().to_sparse_csr(), m.bias.detach()[:, None])
+                           for m in mlp.modules() if isinstance(m, nn.Linear)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1).T  # [in, B]: CSR @ dense
+        for i, (w, b) in enumerate(self.layers):
+            h = w @ h + b
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h.T
 
 
 @torch.no_grad()
@@ -87,29 +109,31 @@ def main() -> None:
     mask = ones_mask(init, init.prunable_names())
     rates = PruneRates(0.2, {init.output_layer_name(): 0.1})
     x_test, y_test = data.x_test.flatten(1), data.y_test
-    print("| level | % weights | hidden kept | acc masked | acc structured | FLOPs dense | FLOPs masked | "
-          "FLOPs structured | b=1 dense us | b=1 masked us | b=1 struct us | b=256 dense us | b=256 masked us | "
-          "b=256 struct us | b=256 speedup struct | theoretical speedup masked |")
-    print("|" + "---|" * 16)
+    arms = ("dense", "masked", "structured", "csr")
+    print("| level | % weights | hidden kept | acc masked / structured / csr | FLOPs dense | FLOPs effective | "
+          "FLOPs structured | theoretical speedup | " + " | ".join(f"b=1 {a} us" for a in arms) + " | "
+          + " | ".join(f"b=256 {a} us" for a in arms) + " | b=256 speedup structured | b=256 speedup csr |")
+    print("|" + "---|" * 18)
     for level in range(args.levels + 1):
         model = build_model(model_name, data.in_features, data.num_classes, hidden=hidden)
         model.load_state_dict(init_state)
         apply_mask(model, mask)
         train(model, mask, data, args.steps, seed=level)
         if level in REPORT_LEVELS:
-            small = structured_mlp(model, mask)
             dense = build_model(model_name, data.in_features, data.num_classes, hidden=hidden)
             dense.load_state_dict(model.state_dict())  # same shapes and values; zeros are just zeros
-            flops = [2 * linear_macs(model), 2 * linear_macs(model, mask), 2 * linear_macs(small)]
-            lat1 = latency_us({"dense": dense, "masked": model, "structured": small}, x_test[:1], args.reps)
-            lat256 = latency_us({"dense": dense, "masked": model, "structured": small}, x_test[:256],
-                                max(10, args.reps // 10))
-            kept = [m.out_features for m in small.net if isinstance(m, torch.nn.Linear)][:-1]
-            print(f"| {level} | {100 * density(mask):.1f} | {kept} | {100 * accuracy(model, x_test, y_test):.2f} | "
-                  f"{100 * accuracy(small, x_test, y_test):.2f} | {flops[0]:,} | {flops[1]:,} | {flops[2]:,} | "
-                  f"{lat1['dense']:.1f} | {lat1['masked']:.1f} | {lat1['structured']:.1f} | "
-                  f"{lat256['dense']:.0f} | {lat256['masked']:.0f} | {lat256['structured']:.0f} | "
-                  f"{lat256['dense'] / lat256['structured']:.2f}x | {flops[0] / flops[1]:.1f}x |", flush=True)
+            models = {"dense": dense, "masked": model, "structured": structured_mlp(model, mask),
+                      "csr": CSRMLP(model)}
+            flops = [2 * linear_macs(model), 2 * linear_macs(model, mask), 2 * linear_macs(models["structured"])]
+            accs = " / ".join(f"{100 * accuracy(models[a], x_test, y_test):.2f}" for a in arms[1:])
+            lat1 = latency_us(models, x_test[:1], args.reps)
+            lat256 = latency_us(models, x_test[:256], max(10, args.reps // 10))
+            kept = [m.out_features for m in models["structured"].net if isinstance(m, torch.nn.Linear)][:-1]
+            print(f"| {level} | {100 * density(mask):.1f} | {kept} | {accs} | {flops[0]:,} | {flops[1]:,} | "
+                  f"{flops[2]:,} | {flops[0] / flops[1]:.1f}x | " + " | ".join(f"{lat1[a]:.1f}" for a in arms)
+                  + " | " + " | ".join(f"{lat256[a]:.0f}" for a in arms)
+                  + f" | {lat256['dense'] / lat256['structured']:.2f}x | {lat256['dense'] / lat256['csr']:.2f}x |",
+                  flush=True)
         if level < args.levels:
             mask = STRATEGIES.get("magnitude_layerwise")(model, mask, rates)
 
