@@ -19,6 +19,7 @@ ResNet-20) are refused: a residual add ties channels across blocks (Torch-Prunin
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +171,9 @@ def structured(model: nn.Module, mask: Mask | None = None) -> nn.Module:
     kind = type(model).__name__
     if kind not in STRUCTURED:
         raise TypeError(f"structured export has no rule for {kind}; handled: {', '.join(STRUCTURED.names())}")
-    return STRUCTURED.get(kind)(model, mask)
+    with warnings.catch_warnings():  # a layer may lose every unit; its outputs are then its folded bias
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+        return STRUCTURED.get(kind)(model, mask)
 
 
 def structured_mlp(model: MLP, mask: Mask | None = None) -> MLP:

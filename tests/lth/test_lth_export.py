@@ -164,3 +164,17 @@ def test_structured_convnets_match_masked_outputs_at_high_sparsity(name, in_feat
     x = torch.randn(5, in_features)
     torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-5)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_a_hidden_layer_losing_every_neuron_leaves_a_constant_output(recwarn):
+    torch.manual_seed(0)
+    model = build_model("mlp", 8, 3, hidden=[5, 4])
+    mask = ones_mask(model, model.prunable_names())
+    mask["net.2.weight"][:] = False
+    apply_mask(model, mask)
+    small = structured(model, mask)
+    assert [m.out_features for m in small.net if isinstance(m, torch.nn.Linear)] == [0, 0, 3]
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(small(x), model(x))
+    torch.testing.assert_close(small(x), small.net[4].bias.expand(4, 3))
+    assert not [w for w in recwarn if "zero-element" in str(w.message)]
