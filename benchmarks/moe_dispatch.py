@@ -65,8 +65,6 @@ def bench_shape(t, d, f, e, k, reps, device, dtype):
     times = {n: [] for n in cands}
     for r in range(reps + 1):  # first round = warm-up
         for n, m in cands.items():
-            if n == "loop" and r > 1:
-                continue  # the reference is slow; two timed rounds suffice
             t0 = time.perf_counter()
             step(m, x, g, device)
             if r:
