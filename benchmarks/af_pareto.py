@@ -29,7 +29,7 @@ from adaptive_frames.stages import PolicyTrainConfig, evaluate, precompute, pret
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    data_cfg = NeedleConfig(seed=seed)
+    data_cfg = NeedleConfig(seed=seed, num_train=args.num_train)
     train, test = make_needle_splits(data_cfg)
     t_data = time.perf_counter() - t0
     model = AdaptiveFrameModel(ModelConfig(num_classes=data_cfg.num_classes, in_channels=data_cfg.channels))
@@ -139,6 +139,7 @@ def main() -> None:
     p.add_argument("--gamma", type=float, default=0.3)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--policy-lr", type=float, default=3e-3)
+    p.add_argument("--num-train", type=int, default=NeedleConfig.num_train)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=str, default="")

@@ -30,7 +30,7 @@ class NeedleConfig:
     envelope_sigma: float = 6.0
     marker_sigma: float = 8.0
     period: float = 3.0
-    decoy_prob: float = 0.5
+    decoy_prob: float = 0.0
     num_train: int = 1024
     num_test: int = 512
     seed: int = 0
