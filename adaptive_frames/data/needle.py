@@ -25,11 +25,11 @@ class NeedleConfig:
     channels: int = 1
     size: int = 64
     noise: float = 1.0
-    amplitude: float = 1.0
+    amplitude: float = 3.0
     marker_contrast: float = 0.6
     envelope_sigma: float = 6.0
     marker_sigma: float = 8.0
-    period: float = 3.0
+    period: float = 2.5
     decoy_prob: float = 0.0
     num_train: int = 1024
     num_test: int = 512
