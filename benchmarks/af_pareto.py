@@ -1,7 +1,7 @@
 """Accuracy vs GFLOPs/video on the default needle-frames task: learned policy (lam sweep) vs every baseline.
 
-    python benchmarks/af_pareto.py                    # 3 seeds, the acceptance check
-    python benchmarks/af_pareto.py --seeds 0 --lams 0.5
+    python benchmarks/af_pareto.py                    # 3 seeds in one process, the acceptance check
+    for s in 0 1 2; do python benchmarks/af_pareto.py --seeds $s --json /tmp/af_S$s.json & done  # in parallel
 
 Per seed: pretrain the three backbones (64/48/32 px) on all frames, train the policy jointly on the frozen
 backbones (ST Gumbel) once per lam, evaluate everything on the held-out test clips with really-skipping inference.
@@ -133,15 +133,15 @@ def table(rows: list[dict]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--lams", type=float, nargs="+", default=[0.05, 0.2, 0.5, 1.0, 2.0])
-    p.add_argument("--pretrain-epochs", type=int, default=4)
+    p.add_argument("--lams", type=float, nargs="+", default=[0.05, 0.2, 0.5, 1.5])
+    p.add_argument("--pretrain-epochs", type=int, default=12)
     p.add_argument("--policy-epochs", type=int, default=12)
     p.add_argument("--gamma", type=float, default=0.3)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--policy-lr", type=float, default=3e-3)
     p.add_argument("--num-train", type=int, default=NeedleConfig.num_train)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=str, default="")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -2,9 +2,9 @@
 
 Each clip has `num_frames` frames of Gaussian noise. `informative` of them (random positions) carry the class:
 a fine oriented grating (orientation = class, period `period` px at full size) under a smooth envelope, marked
-by a faint low-frequency blob of contrast `marker_contrast` at the same place. Other frames are distractors; with
-probability `decoy_prob` a distractor carries the grating of a *wrong* class but no blob, so sampling frames
-blindly is misled. The blob survives downsampling (a policy on a low-resolution copy can find the needles, at
+by a faint low-frequency blob of contrast `marker_contrast` at the same place. Other frames are distractors (noise);
+with probability `decoy_prob` (default 0) a distractor carries the grating of a *wrong* class but no blob, so
+sampling frames blindly is misled rather than merely uninformed. The blob survives downsampling (a policy on a low-resolution copy can find the needles, at
 the cost of looking at every frame); the grating does not (it is close to Nyquist at full size), so reading the
 class needs a high-resolution backbone. Nothing here depends on how any model is built.
 """
@@ -31,7 +31,7 @@ class NeedleConfig:
     marker_sigma: float = 8.0
     period: float = 2.5
     decoy_prob: float = 0.0
-    num_train: int = 1024
+    num_train: int = 512
     num_test: int = 512
     seed: int = 0
 
