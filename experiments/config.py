@@ -15,7 +15,11 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from adaptive_frames.data.needle import NeedleConfig
+from adaptive_frames.policy import PolicyConfig
 from meter import MeterConfig
+from sparse_moe.data import ClusteredRegressionConfig
+from sparse_moe.models import CharTransformerConfig, RegressionMLPConfig
 
 
 class ConfigError(ValueError):
@@ -186,6 +190,149 @@ class TransferCfg(IMPCfg):
 
 
 @dataclass
+class NoMethodCfg:
+    """Tasks whose method is the model itself (sparse_moe, plain training)."""
+
+    name: str = "none"
+
+
+@dataclass
+class ClusteredDataCfg(ClusteredRegressionConfig):
+    """sparse_moe's clustered regression task, generated in memory; `val_fraction` of train held out."""
+
+    name: str = "clustered_regression"
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+
+
+@dataclass
+class CharDataCfg:
+    """Character-level text: `path` (UTF-8) or, when null, Python standard-library sources (offline anywhere)."""
+
+    name: str = "chars"
+    path: Optional[str] = None
+    val_fraction: float = 0.1
+    max_chars: Optional[int] = None  # truncate the training text (smoke runs)
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "(0, 1)")
+        _check(self.max_chars is None or self.max_chars > 0, "data.max_chars", self.max_chars, "> 0 or null")
+
+
+@dataclass
+class MoERegressionModelCfg(RegressionMLPConfig):
+    name: str = "regression_mlp"
+
+
+@dataclass
+class MoECharModelCfg(CharTransformerConfig):
+    """vocab_size is set from the corpus at run time."""
+
+    name: str = "char_transformer"
+
+
+@dataclass
+class NeedleDataCfg(NeedleConfig):
+    """adaptive_frames' synthetic needle-frames videos, generated in memory; `seed` null = the run seed."""
+
+    name: str = "needle"
+    seed: Optional[int] = None  # type: ignore[assignment]
+
+
+@dataclass
+class VideoListDataCfg:
+    """Real videos listed `path,num_frames,label[,label...]` (AR-Net/TSN layout), as frame folders of
+    `template` images or as video files decoded with PyAV. Clips are sampled once (TSN: random offset per segment
+    for train, centre for test) and held in memory as float32 [N, num_segments, C, size, size]."""
+
+    name: str = "frame_folders"  # frame_folders | video_files
+    root: str = MISSING
+    train_list: str = MISSING
+    test_list: str = MISSING
+    num_classes: int = MISSING
+    num_segments: int = 16
+    size: int = 64
+    channels: int = 3  # 3 = RGB, 1 = grey
+    multilabel: bool = False  # multi-hot targets, BCE loss, mAP (ActivityNet/FCVID style)
+    template: str = "{:05d}.jpg"
+    index_base: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("frame_folders", "video_files"), "data.name", self.name, "frame_folders, video_files")
+        _check(self.num_classes >= 2, "data.num_classes", self.num_classes, ">= 2")
+        _check(self.num_segments >= 1, "data.num_segments", self.num_segments, ">= 1")
+        _check(self.size >= 8, "data.size", self.size, ">= 8")
+        _check(self.channels in (1, 3), "data.channels", self.channels, "1, 3")
+
+
+@dataclass
+class AFModelCfg:
+    """AR-Net-style model: a policy + one backbone per resolution (adaptive_frames.ModelConfig)."""
+
+    name: str = "adaptive_frames"
+    backbone: str = "tiny_cnn"
+    backbone_width_mult: float = 1.0
+    resolutions: list[int] = field(default_factory=lambda: [64, 48, 32])
+    skips: list[int] = field(default_factory=lambda: [1, 2, 4])
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        from adaptive_frames import BACKBONES
+
+        _check(self.backbone in BACKBONES, "model.backbone", self.backbone, ", ".join(BACKBONES.names()))
+        _check(self.policy.encoder in BACKBONES, "model.policy.encoder", self.policy.encoder,
+               ", ".join(BACKBONES.names()))
+        _check(len(self.resolutions) >= 1 and all(r >= 8 for r in self.resolutions), "model.resolutions",
+               self.resolutions, "one or more sizes >= 8, highest first")
+        _check(list(self.resolutions) == sorted(self.resolutions, reverse=True), "model.resolutions",
+               self.resolutions, "strictly decreasing (the first is the expensive one)")
+        _check(all(s >= 1 for s in self.skips), "model.skips", self.skips, "integers >= 1")
+        _check(self.policy.cell in ("gru", "lstm"), "model.policy.cell", self.policy.cell, "gru, lstm")
+
+
+AF_BASELINES = ("dense_top", "oracle", "uniform", "frame_exit", "random")
+
+
+@dataclass
+class AFMethodCfg:
+    """The three AR-Net stages and the baselines evaluated beside the learned policy in the same job."""
+
+    name: str = "adaptive_frames"
+    pretrain_epochs: int = 12  # each backbone on all frames at its resolution (lr/batch from optim)
+    policy_epochs: int = 12  # joint training, ST Gumbel on frozen backbones (precomputed frame logits)
+    finetune_epochs: int = 0  # backbones on the frames the frozen policy assigns them
+    policy_lr: float = 3.0e-3
+    tau0: float = 5.0
+    gamma: float = 0.3  # tau = tau0 * exp(-gamma * epoch)
+    lam: float = 0.2  # weight of the efficiency term (start value in budget mode)
+    balance: float = 0.0
+    budget_gflops: float = 0.0  # > 0: adapt lam so mean GFLOPs/video meets this target
+    budget_lr: float = 0.05
+    eval_batch_size: int = 128
+    baselines: list[str] = field(default_factory=lambda: list(AF_BASELINES))
+    uniform_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    frame_exit_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.9, 0.99])
+    backbone_cache: bool = True  # reuse pretrained backbones across jobs with the same data/model/pretrain/seed
+
+    def __post_init__(self) -> None:
+        for key in ("pretrain_epochs", "policy_epochs", "finetune_epochs"):
+            _check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), ">= 0")
+        _check(self.policy_lr > 0, "method.policy_lr", self.policy_lr, "> 0")
+        _check(self.tau0 > 0 and self.gamma >= 0, "method.tau0/gamma", (self.tau0, self.gamma), "tau0 > 0, gamma >= 0")
+        _check(self.lam >= 0 and self.balance >= 0, "method.lam/balance", (self.lam, self.balance), ">= 0")
+        _check(self.budget_gflops >= 0, "method.budget_gflops", self.budget_gflops, ">= 0 (0 = off)")
+        _check(self.eval_batch_size >= 1, "method.eval_batch_size", self.eval_batch_size, ">= 1")
+        bad = [b for b in self.baselines if b not in AF_BASELINES]
+        _check(not bad, "method.baselines", bad, ", ".join(AF_BASELINES))
+        _check(all(k >= 1 for k in self.uniform_k), "method.uniform_k", self.uniform_k, "integers >= 1")
+        _check(all(0 < t <= 1 for t in self.frame_exit_thresholds), "method.frame_exit_thresholds",
+               self.frame_exit_thresholds, "values in (0, 1]")
+
+
+@dataclass
 class LoggerCfg:
     name: str = "local"  # local | wandb
     project: str = "leanlab"
@@ -230,6 +377,15 @@ SCHEMAS = {
     ("method", "base_transfer"): TransferCfg,
     ("meter", "base_meter"): MeterConfig,
     ("logger", "base_logger"): LoggerCfg,
+    ("method", "base_none"): NoMethodCfg,
+    ("data", "base_clustered"): ClusteredDataCfg,
+    ("data", "base_chars"): CharDataCfg,
+    ("model", "base_moe_regression"): MoERegressionModelCfg,
+    ("model", "base_moe_char"): MoECharModelCfg,
+    ("data", "base_needle"): NeedleDataCfg,
+    ("data", "base_video_list"): VideoListDataCfg,
+    ("model", "base_adaptive_frames"): AFModelCfg,
+    ("method", "base_adaptive_frames"): AFMethodCfg,
 }
 
 

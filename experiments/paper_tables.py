@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from experiments.tables import TABLES, TableSpec, group
+from experiments.tables import AF_COLUMNS, MOE_COLUMNS, TABLES, TableSpec, group
 
 LTH_CURVE_COLUMNS = [
     ("lth/level", "level", "{}"),
@@ -92,4 +92,54 @@ TABLES.register("lth_resnet20_retrain")(TableSpec(
     sort_by=["lth/level"],
     caption="Renda et al. 2020: ResNet-20 / CIFAR-10 retraining modes; published at 10.7% density: LR rewinding "
             "91.2, weight rewinding 91.0, fine-tuning 89.8, rewind-to-init 86.7 (dense 91.7).",
+))
+
+
+def plot_af_pareto(rows: list[dict], path: Path) -> None:
+    """Accuracy (or mAP) against mean GFLOPs per video, one series per method, mean over seeds (AR-Net Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = "acc/test" if any(r.get("acc/test") is not None for r in rows) else "map/test"
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for method in sorted({r["af/method"] for r in rows}):
+        points = []
+        for members in group([r for r in rows if r["af/method"] == method], ["af/setting"]).values():
+            points.append((statistics.mean(m["gflops/mean"] for m in members),
+                           statistics.mean(m[metric] for m in members)))
+        points.sort()
+        style = "-o" if method in ("learned", "uniform") else "o"
+        ax.plot([x for x, _ in points], [y for _, y in points], style, label=method, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per video (2 x MAC), mean over test videos")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+TABLES.register("af_needle_pareto")(TableSpec(
+    sweep="af_needle_pareto",
+    group_by=["af/method", "af/setting"],
+    columns=AF_COLUMNS,
+    sort_by=["af/method", "gflops/mean"],
+    dedupe_by=["seed", "af/method", "af/setting"],
+    caption="Adaptive frames on the synthetic needle task (T=16, 2 informative frames): learned AR-Net-style "
+            "policy (lam swept) vs baselines on the same backbones, mean ± std over seeds. GFLOPs = 2 x MAC per "
+            "video counted at run time (the papers' 'GFLOPs' are GMACs); J/video is the evaluation window's energy "
+            "per test video, labelled by its method.",
+    plot=plot_af_pareto,
+))
+
+TABLES.register("moe_clustered")(TableSpec(
+    sweep="moe_clustered",
+    group_by=["moe/ffn", "moe/num_experts", "moe/top_k"],
+    columns=MOE_COLUMNS,
+    sort_by=["moe/ffn", "moe/num_experts", "moe/top_k"],
+    caption="Sparse MoE vs dense on clustered regression (16 clusters, each its own teacher): MoE top-1/top-2 "
+            "(E=16) vs a dense FFN of equal active FLOPs and one of equal total parameters; mean ± std over seeds.",
 ))

@@ -43,6 +43,29 @@ LTH_COLUMNS = [
 ]
 
 
+MOE_COLUMNS = [
+    ("moe/ffn", "ffn", "{}"), ("moe/num_experts", "E", "{}"), ("moe/top_k", "k", "{}"),
+    ("mse/test", "test MSE", "{:.4f}"), ("bpc/test", "test bpc", "{:.3f}"), ("acc/test", "test acc", "{:.3f}"),
+    ("flops/infer_per_sample", "infer FLOPs", "{:.3g}"), ("params/total", "params", "{:.3g}"),
+    ("params/active_per_token", "active params", "{:.3g}"), ("flops/train_total", "train FLOPs", "{:.3g}"),
+    ("energy/joules", "energy J", "{:.3g}"), ("energy/method", "energy method", "{}"),
+    ("carbon/g_co2e", "gCO2e", "{:.3g}"), ("time/wall_s", "wall s", "{:.1f}"),
+]
+
+AF_COLUMNS = [
+    ("af/method", "method", "{}"), ("af/setting", "setting", "{}"), ("acc/test", "acc", "{:.3f}"),
+    ("map/test", "mAP", "{:.3f}"), ("gflops/mean", "GFLOPs/video", "{:.4f}"), ("gflops/p50", "p50", "{:.4f}"),
+    ("gflops/p95", "p95", "{:.4f}"), ("gmacs/mean", "GMACs/video", "{:.4f}"),
+    ("flops/fraction_of_dense", "of dense", "{:.3f}"), ("frames/looked", "frames looked", "{:.1f}"),
+    ("energy/per_video_j", "J/video", "{:.3g}"), ("energy/method", "energy method", "{}"),
+    ("carbon/g_co2e", "gCO2e (eval)", "{:.3g}"),
+]
+
+# What `python -m experiments.run` prints at the end of a job, per task.
+TASK_COLUMNS = {"lth": LTH_COLUMNS, "lth_transfer": [("lth/phase", "phase", "{}"), *LTH_COLUMNS],
+                "moe": MOE_COLUMNS, "adaptive_frames": AF_COLUMNS}
+
+
 @dataclass
 class TableSpec:
     """A paper table: where its runs live, how rows group, which columns show, and its plot."""
@@ -53,6 +76,7 @@ class TableSpec:
     caption: str
     plot: Callable[[list[dict], Path], None] | None = None
     sort_by: list[str] = field(default_factory=list)
+    dedupe_by: list[str] = field(default_factory=list)  # rows equal on these keys count once (first kept)
 
 
 def load_runs(paths: list[Path]) -> tuple[list[dict], list[str]]:
@@ -170,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.columns:
         columns = [(k, k, "{:.4g}") for k in args.columns.split(",")]
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
+    if spec and spec.dedupe_by:
+        rows = list({tuple(r.get(k) for k in spec.dedupe_by): r for r in reversed(rows)}.values())[::-1]
     raw_rows = rows
     if spec and spec.sort_by:
         rows = sorted(rows, key=lambda r: tuple(r.get(k) for k in spec.sort_by))

@@ -159,7 +159,8 @@ def fit(
         flops_eval += n_eval * objective.infer_flops(model, data.x_train[:1], flop_cache)
         early.update(step, metrics)
         history.append({"step": step, **metrics})
-        logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"]}, step)
+        extra = objective.step_logs() if hasattr(objective, "step_logs") else {}  # e.g. per-layer routing stats
+        logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"], **extra}, step)
         return metrics
 
     rank, world_size = distributed.world()

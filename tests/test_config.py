@@ -2,9 +2,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONF, ROOT, compose
 
 from experiments.config import ConfigError, config_hash, validate
+from tests.helpers import CONF, ROOT, compose
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -35,7 +35,7 @@ def test_hash_ignores_defaults_seed_and_logging_but_not_hyperparameters():
 
 
 def test_hash_is_stable_across_processes():
-    code = ("import sys; sys.path.insert(0, 'tests'); from conftest import compose; "
+    code = ("from tests.helpers import compose; "
             "from experiments.config import config_hash; print(config_hash(compose(['optim.lr=0.01'])))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": str(ROOT)})

@@ -2,12 +2,12 @@
 rejected with a message naming that key, before any work starts."""
 
 import pytest
-from conftest import CONF, compose
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import ConfigError, validate
+from tests.helpers import CONF, compose
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ROOT
 
 from experiments.config import OptimCfg
 from experiments.trainer import fit
 from lth import build_model
 from lth.data import Splits
 from meter import Meter, MeterConfig
+from tests.helpers import ROOT
 
 OPTIM = OptimCfg(name="sgd", lr=0.05, momentum=0.9, batch_size=20, epochs=3, eval_every=4)
 
@@ -75,5 +75,6 @@ def test_torchrun_cli_writes_one_set_of_records(tmp_path):
     summaries = list(tmp_path.rglob("summary.json"))
     assert summaries == [out / "summary.json"]
     rows = json.loads(summaries[0].read_text())["records"]
-    assert len(rows) == 1 + 2  # dense + level 1 ticket and its 2 baselines, written once
+    kinds = sorted((r["lth/level"], r["lth/kind"]) for r in rows)  # written once, not once per rank
+    assert kinds == [(0, "ticket"), (1, "random_prune"), (1, "random_reinit"), (1, "ticket")], kinds
     assert proc.stdout.count("run folder") == 1

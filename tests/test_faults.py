@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
-from conftest import FAST, ROOT, compose, run_cli
 
 import experiments.checkpoint as ckpt
 import experiments.run as runner
+from tests.helpers import FAST, ROOT, compose, run_cli
 
 
 def test_truncated_checkpoint_falls_back_to_previous_naming_the_file(tmp_path, caplog):
@@ -89,7 +89,7 @@ DETERMINISTIC = ("acc/test", "loss/test", "acc/test_at_early_stop", "lth/early_s
 def _start(out):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1"}
     return subprocess.Popen([sys.executable, "-m", "experiments.run", *ARGS, f"hydra.run.dir={out}"],
-                            env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _lines(path):
@@ -130,9 +130,9 @@ def test_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     proc = _start(out)
     _wait_lines(proc, out / "metrics.jsonl", 4)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 3, stderr
-    assert "preempted by SIGTERM" in stderr
+    output, _ = proc.communicate(timeout=120)  # Hydra's console log handler writes to stdout
+    assert proc.returncode == 3, output
+    assert "preempted by SIGTERM" in output
     assert not (out / "summary.json").exists()
     assert list((out / "levels").rglob("checkpoint.pt"))
     rerun = run_cli([*ARGS, f"hydra.run.dir={out}"], cwd=tmp_path)

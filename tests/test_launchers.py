@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from conftest import FAST, run_cli
+
+from tests.helpers import FAST, run_cli
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 import torch
-from conftest import FAST, compose
 
 import experiments.run as runner
 from experiments.checkpoint import load_checkpoint
+from tests.helpers import FAST, compose
 
 
 def test_transfer_trains_source_masks_on_target(tmp_path):

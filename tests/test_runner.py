@@ -7,9 +7,8 @@ import subprocess
 import sys
 import time
 
-from conftest import FAST, ROOT, run_cli
-
 from experiments.records import ROW_KEYS
+from tests.helpers import FAST, ROOT, run_cli
 
 
 def test_run_writes_complete_record(tmp_path):

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from conftest import FAST, compose
+
+from tests.helpers import FAST, compose
 
 pytest.importorskip("wandb")
 

@@ -4,4 +4,4 @@ from lth.registry import Registry
 
 TASKS: Registry = Registry("task")
 
-from experiments.tasks import lth, lth_transfer  # noqa: E402,F401  (each registers its task)
+from experiments.tasks import adaptive_frames, lth, lth_transfer, moe  # noqa: E402,F401  (each registers its task)

@@ -1,11 +1,11 @@
 import pytest
 import torch
-from af_testutils import small_model
 
 from adaptive_frames import BACKBONES, CELLS, build_backbone, build_baseline, mean_average_precision
 from adaptive_frames.baselines import coarse_to_fine
 from adaptive_frames.metrics import average_precision
 from adaptive_frames.registry import Registry
+from tests.adaptive_frames.af_testutils import small_model
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from af_testutils import small_model
 
 from adaptive_frames.gumbel import gumbel_softmax_st, straight_through, temperature
 from adaptive_frames.losses import efficiency_term
+from tests.adaptive_frames.af_testutils import small_model
 
 
 def test_st_gumbel_forward_is_one_hot_and_backward_is_soft():

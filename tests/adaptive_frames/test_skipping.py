@@ -1,11 +1,11 @@
 """Skip bookkeeping, really-skipping inference and per-video FLOPs on hand-made decision sequences."""
 
 import torch
-from af_testutils import ScriptedPolicy, scripted_clips, small_model
 from torch import nn
 
 from adaptive_frames.actions import ActionSpace, skip_bookkeeping
 from adaptive_frames.flops import FrameCosts, video_flops
+from tests.adaptive_frames.af_testutils import ScriptedPolicy, scripted_clips, small_model
 
 # resolutions (16, 8), skips (1, 2, 4): actions 0 = r16, 1 = r8, 2 = skip1, 3 = skip2, 4 = skip4
 SPACE = ActionSpace((16, 8), (1, 2, 4))

@@ -1,10 +1,10 @@
 import pytest
 import torch
-from af_testutils import small_model
 
 from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.losses import BudgetController, usage_balance
 from adaptive_frames.stages import PolicyTrainConfig, finetune, precompute, pretrain_backbone, train_policy
+from tests.adaptive_frames.af_testutils import small_model
 
 
 def _data(n=48, t=6, seed=0):

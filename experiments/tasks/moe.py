@@ -1,0 +1,161 @@
+"""Sparse mixture-of-experts experiments: one model trained per job, one row.
+
+`data.name` picks the task: `clustered_regression` (16 Gaussian clusters, each its own teacher: where sparse
+activation should win) or `chars` (character-level language modelling on a local text file, or the standard
+library's sources by default). Sweeps compare MoE models with dense models of equal active FLOPs and of equal
+total parameters (conf/sweep/moe_*.yaml).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from experiments import distributed
+from experiments.context import RunContext
+from experiments.objectives import OBJECTIVES, Objective, _split_output
+from experiments.records import atomic_write_json, read_json
+from experiments.tasks import TASKS
+from experiments.trainer import fit, iterations_per_epoch
+from lth.data import Splits
+from lth.registry import Registry
+from meter.flops import CONVENTION, param_counts
+from sparse_moe import MoELayer, aux_stats, layer_flops, step_routers
+from sparse_moe.data import load_char_corpus, make_clustered_regression
+from sparse_moe.models import build_model
+
+log = logging.getLogger(__name__)
+MOE_DATA: Registry = Registry("moe dataset")
+
+
+@MOE_DATA.register("clustered_regression")
+def clustered(cfg) -> tuple[Splits, str, dict]:
+    gen_args = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data)
+                if f.name not in ("name", "val_fraction")}
+    from sparse_moe.data import ClusteredRegressionConfig
+
+    d = make_clustered_regression(ClusteredRegressionConfig(**gen_args))
+    n_val = int(round(cfg.data.val_fraction * len(d.x_train)))
+    splits = Splits(d.x_train[n_val:], d.y_train[n_val:], d.x_train[:n_val], d.y_train[:n_val], d.x_test,
+                    d.y_test, num_classes=0)
+    return splits, "regression", {}
+
+
+@MOE_DATA.register("chars")
+def chars(cfg) -> tuple[Splits, str, dict]:
+    """Non-overlapping windows of block_size + 1 characters; validation and test split the held-out tail."""
+    corpus = load_char_corpus(cfg.data.path, cfg.data.val_fraction)
+    block = cfg.model.block_size
+
+    def windows(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = (len(ids) - 1) // block
+        if n < 1:
+            raise ValueError(f"text split of {len(ids)} chars is shorter than model.block_size={block}")
+        x = ids[: n * block].view(n, block)
+        return x, ids[1 : n * block + 1].view(n, block)
+
+    train = corpus.split("train")
+    if cfg.data.max_chars is not None:
+        train = train[: cfg.data.max_chars]
+    held = corpus.split("val")
+    x_tr, y_tr = windows(train)
+    x_va, y_va = windows(held[: len(held) // 2])
+    x_te, y_te = windows(held[len(held) // 2 :])
+    info = {"data/sources": ";".join(f"{p}:{h[:12]}" for p, h in corpus.sources), "data/vocab_size": corpus.vocab_size}
+    return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, num_classes=corpus.vocab_size), "language_model", info
+
+
+class MoEObjective(Objective):
+    """Wraps a task objective: adds each layer's weighted router losses, steps aux-loss-free routers after each
+    optimizer step, and keeps the last step's per-layer routing statistics for logging."""
+
+    def __init__(self, inner: Objective) -> None:
+        super().__init__()
+        self.inner = inner
+        self.early_stop_metrics = inner.early_stop_metrics
+        self.last_stats: dict[str, float] = {}
+
+    def loss_fn(self, prediction, target):
+        return self.inner.loss_fn(prediction, target)
+
+    def batch_metrics(self, prediction, target):
+        return self.inner.batch_metrics(prediction, target)
+
+    def loss(self, model, xb, yb):
+        prediction, auxes = _split_output(model(xb))
+        self.last_stats = aux_stats(auxes)
+        return self.loss_fn(prediction, yb) + self.aux_loss(auxes)
+
+    def after_step(self, model) -> None:
+        step_routers(model)
+
+    def step_logs(self) -> dict[str, float]:
+        return self.last_stats
+
+
+def dense_bound_flops(model, example: torch.Tensor) -> int:
+    """Extra forward FLOPs if every expert ran on every token (the dense bound of routed FLOPs)."""
+    layers = [m for m in model.modules() if isinstance(m, MoELayer)]
+    captured = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: captured.append((mod, out[1]))) for m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(example)
+            model.train()
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(layer_flops(m, aux).experts_dense - layer_flops(m, aux).experts_executed for m, aux in captured)
+
+
+@TASKS.register("moe")
+def run_moe(cfg, ctx: RunContext) -> list[dict]:
+    if (ctx.job_dir / "result.json").exists():  # finished before: a rerun in the same folder skips it
+        return [ctx.add_row(read_json(ctx.job_dir / "result.json")["row"])]
+    data, objective_name, info = MOE_DATA.get(cfg.data.name)(cfg)
+    model_cfg = cfg.model
+    if cfg.data.name == "chars":
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=data.num_classes)  # set by the corpus
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.name, model_cfg)
+    objective = MoEObjective(OBJECTIVES.get(objective_name)())
+    spe = iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)
+    total = cfg.optim.steps if cfg.optim.steps is not None else cfg.optim.epochs * spe
+    result = fit(model, data, cfg.optim, seed=cfg.seed, total_steps=total, meter=ctx.meter, logger=ctx.logger,
+                 tag=cfg.name, checkpoint_path=ctx.job_dir / "checkpoint.pt", progress=ctx.progress,
+                 flop_cache=ctx.flop_cache, preemption=ctx.preemption, objective=objective,
+                 carbon_plan=ctx.carbon_plan)
+    example = data.x_test[:1]
+    executed = objective.infer_flops(model, example, ctx.flop_cache)
+    total_params, nonzero = param_counts(model)
+    experts = [m for m in model.modules() if isinstance(m, MoELayer)]
+    moe = model_cfg.moe
+    expert_params = sum(p.numel() for m in experts for p in m.experts.parameters())
+    idle_share = 1 - moe.top_k / moe.num_experts if experts else 0.0  # token choice: k of E experts run per token
+    row = {
+        "moe/ffn": model_cfg.ffn, "moe/num_experts": moe.num_experts if experts else 0,
+        "moe/top_k": moe.top_k if experts else 0, "moe/router": moe.router if experts else "none",
+        "moe/d_ff": model_cfg.d_ff,
+        **{k: v for k, v in result.metrics.items() if k != "step"},
+        **{f"{k}_at_early_stop": v for k, v in result.early_stop.at_best.items() if k.endswith("/test")},
+        "early_stop_step": result.early_stop.best_step,
+        "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
+        "flops/infer_per_sample": executed, "flops/infer_per_sample_dense": executed + dense_bound_flops(model, example),
+        "flops/convention": CONVENTION, "params/total": total_params, "params/nonzero": nonzero,
+        "params/active_per_token": total_params - expert_params * idle_share,
+        **{f"final/{k}": v for k, v in objective.last_stats.items()},
+        **info,
+        **result.measurement.row(),
+    }
+    if "acc/test" not in row:  # regression: the row contract's main metric is the task metric
+        row["acc/test"] = None
+    row = ctx.add_row(row)
+    ctx.logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, None)
+    if distributed.is_main():
+        atomic_write_json(ctx.job_dir / "result.json", {"row": row})
+        for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
+            (ctx.job_dir / leftover).unlink(missing_ok=True)
+    return [row]

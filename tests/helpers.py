@@ -1,0 +1,33 @@
+"""Helpers shared by the test modules (import as ``from tests.helpers import ...``)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Never reach W&B servers from tests, and keep bars quiet.
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("CI", "1")
+
+FAST = ["debug=fast", "progress=false"]
+
+
+def compose(overrides: list[str]):
+    """Compose the primary config in-process, as the CLI would (without running Hydra's main)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import experiments.run  # noqa: F401  registers the schemas
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=False)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1"}
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)

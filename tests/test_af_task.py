@@ -1,0 +1,144 @@
+"""The adaptive-frames task through the runner: rows per method, exact FLOPs of baselines, backbone cache, resume,
+real frame folders, and config errors."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import experiments.run as runner
+from experiments.config import ConfigError, validate
+from experiments.preemption import Preempted, PreemptionFlag
+from experiments.records import ROW_KEYS
+from experiments.tasks.adaptive_frames import build_af_model, needle
+from tests.helpers import compose
+
+TINY = ["experiment=af_needle", "progress=false", "data.num_train=48", "data.num_test=32", "method.pretrain_epochs=1",
+        "method.policy_epochs=2", "method.uniform_k=[1,4]", "method.frame_exit_thresholds=[0.9]"]
+
+
+def by_method(rows):
+    return {(r["af/method"], r["af/setting"]): r for r in rows}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rows_carry_the_contract_and_exact_baseline_flops(tmp_path):
+    cfg = compose([*TINY, f"paths.output_root={tmp_path}/out"])
+    rows = runner.run_job(cfg, tmp_path / "a")
+    assert not [k for r in rows for k in ROW_KEYS if k not in r]
+    rows_by = by_method(rows)
+    typed = validate(cfg)
+    costs = build_af_model(typed, needle(typed)).costs()
+    t, top = 16, costs.backbone[0]
+    dense = rows_by[("dense_top", "T=16@64")]
+    assert dense["flops/infer_per_sample"] == dense["flops/infer_per_sample_dense"] == t * top
+    assert rows_by[("uniform", "k=1@32")]["flops/infer_per_sample"] == costs.backbone[2]
+    assert rows_by[("uniform", "k=4@48")]["flops/infer_per_sample"] == 4 * costs.backbone[1]
+    assert rows_by[("oracle", "needles@64")]["flops/infer_per_sample"] == 2 * top  # 2 informative frames
+    learned = rows[0]
+    assert learned["af/method"] == "learned" and learned["af/pretrain_source"] == "trained"
+    assert learned["gmacs/mean"] == pytest.approx(learned["gflops/mean"] / 2)
+    assert learned["energy/per_video_j"] == pytest.approx(learned["energy/joules"] / 32)
+    assert learned["train/joules"] > 0 and learned["flops/train_total"] > 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "completed"
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+    # A second job with another lam reuses the cached backbones: same baselines, less training compute.
+    rows2 = runner.run_job(compose([*TINY, f"paths.output_root={tmp_path}/out", "method.lam=1.0"]), tmp_path / "b")
+    assert rows2[0]["af/pretrain_source"].startswith("cache:")
+    assert by_method(rows2)[("uniform", "k=4@48")]["acc/test"] == rows_by[("uniform", "k=4@48")]["acc/test"]
+    pretrain = 3 * 48 * t * sum(costs.backbone)  # 1 epoch, 3 backbones, fwd + bwd
+    assert learned["flops/train_total"] - rows2[0]["flops/train_total"] == pytest.approx(pretrain)
+
+
+class PreemptAfter:
+    """A preemption flag that trips once `n` stage epochs have checkpointed (counted by polls)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.polls = n, 0
+        self.signum = signal.SIGTERM
+
+    @property
+    def requested(self) -> bool:
+        self.polls += 1
+        return self.polls >= self.n
+
+    def forward(self, signum):
+        return False
+
+
+def test_preempted_run_resumes_to_the_same_result(tmp_path):
+    overrides = [*TINY, "method.backbone_cache=false", "method.baselines=[dense_top]"]
+    clean = runner.run_job(compose(overrides), tmp_path / "clean")
+    flag = PreemptAfter(4)  # after pretrain/0, pretrain/1, pretrain/2 and policy epoch 0
+    with pytest.raises(Preempted):
+        runner.run_job(compose(overrides), tmp_path / "cut", preemption=flag)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "summary.json").exists()
+    resumed = runner.run_job(compose(overrides), tmp_path / "cut", preemption=PreemptionFlag())
+    for a, b in zip(clean, resumed):
+        assert (a["af/method"], a["acc/test"], a["gflops/mean"]) == (b["af/method"], b["acc/test"], b["gflops/mean"])
+    assert clean[0]["policy_train/loss"] == resumed[0]["policy_train/loss"]
+
+
+def write_frame_folders(root, n_videos=4, frames=6, size=24):
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "test": []}
+    for split in lines:
+        for v in range(n_videos):
+            label = v % 2
+            folder = root / split / f"v{v}"
+            folder.mkdir(parents=True)
+            for f in range(frames):
+                base = 200 if label else 40
+                pixels = np.clip(base + rng.normal(0, 10, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{f + 1:05d}.jpg")
+            lines[split].append(f"{split}/v{v},{frames},{label}")
+        (root / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")
+
+
+def test_frame_folders_through_the_task(tmp_path):
+    write_frame_folders(tmp_path)
+    cfg = compose(["experiment=af_needle", "data=video_list", f"data.root={tmp_path}",
+                   f"data.train_list={tmp_path}/train.txt", f"data.test_list={tmp_path}/test.txt",
+                   "data.num_classes=2", "data.num_segments=4", "data.size=16", "model.resolutions=[16,8]",
+                   "model.policy.input_size=8", "method.pretrain_epochs=1", "method.policy_epochs=1",
+                   "method.uniform_k=[1]", "method.frame_exit_thresholds=[0.9]", "progress=false",
+                   "method.backbone_cache=false"])
+    rows = runner.run_job(cfg, tmp_path / "run")
+    methods = {r["af/method"] for r in rows}
+    assert "oracle" not in methods  # no ground-truth informative frames for real data
+    assert {"learned", "dense_top", "uniform", "frame_exit", "random"} <= methods
+    assert all(r["af/num_test_videos"] == 4 for r in rows)
+    dense = by_method(rows)[("dense_top", "T=4@16")]
+    assert dense["flops/infer_per_sample"] == dense["flops/infer_per_sample_dense"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.resolutions=[32,64]", "model.resolutions"),
+    ("method.baselines=[dense_top,everything]", "method.baselines"),
+    ("model.backbone=resnet5", "model.backbone"),
+    ("method.policy_epochs=-1", "method.policy_epochs"),
+    ("data.informative=40", "informative"),
+])
+def test_bad_af_config_names_the_key(override, key):
+    with pytest.raises((ConfigError, ValueError), match=key):
+        validate(compose(["experiment=af_needle", override]))
+
+
+def test_missing_video_list_is_a_clear_error(tmp_path):
+    cfg = compose(["experiment=af_needle", "data=video_list", f"data.root={tmp_path}",
+                   f"data.train_list={tmp_path}/nope.txt", f"data.test_list={tmp_path}/nope.txt",
+                   "data.num_classes=2", "progress=false"])
+    with pytest.raises(ConfigError, match="data.train_list"):
+        runner.run_job(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
