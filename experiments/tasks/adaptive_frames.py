@@ -10,7 +10,8 @@ that determines them), so a sweep over lam/budget pretrains once per seed; a row
 
 Each row's energy/* and time/* are the *evaluation* window of that method over the test set (inference energy,
 what the efficiency claim is about), with `energy/per_video_j` beside it; the learned row also carries the
-training window as `train/*`. FLOPs per video are counted at run time (FLOPs = 2 x MAC; GMACs beside them).
+training window as `train/*`. FLOPs per video are counted at run time (FLOPs = 2 x MAC; GMACs beside them);
+training FLOPs are counted per stage step (forward + backward, meter.flops) times the steps run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from adaptive_frames import (
     AdaptiveFrameModel,
@@ -37,6 +39,7 @@ from adaptive_frames.data.frames import FrameFolderDataset
 from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.data.needle import NeedleConfig, make_needle_splits
 from adaptive_frames.data.video import VideoFileDataset
+from adaptive_frames.inference import resize
 from adaptive_frames.metrics import accuracy
 from adaptive_frames.policy import PolicyConfig
 from adaptive_frames.stages import (
@@ -62,11 +65,12 @@ from experiments.preemption import Preempted
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks import TASKS
 from lth.registry import Registry
+from meter.flops import count_flops
 from meter.schedule import wait_until_allowed
 
 log = logging.getLogger(__name__)
 AF_DATA: Registry = Registry("adaptive_frames dataset")
-FLOPS_CONVENTION = "2*MAC per video, counted at run time; training = 3 x forward of the frames trained on"
+FLOPS_CONVENTION = "2*MAC (torch FlopCounterMode); inference per video, counted at run time"
 
 
 @dataclasses.dataclass
@@ -205,6 +209,29 @@ class StageRunner:
             save_checkpoint(self.path, {"model": self.model.state_dict(), "rng": rng_state(), **self.state})
 
 
+class _Call(nn.Module):
+    """A closure over `model` as a module, so meter.flops can count a stage's step (forward and backward)."""
+
+    def __init__(self, model: nn.Module, fn) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, *inputs):
+        return self.fn(self.model, *inputs)
+
+
+def epoch_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: int,
+                loss_fn) -> int:
+    """Counted forward + backward FLOPs of one pass over `inputs` [N, ...] in batches of `batch` (the last one
+    short): one step counted per batch shape on a copy (meter.flops.count_flops), times the number of steps."""
+    n, total = len(labels), 0
+    for b, steps in ((batch, n // batch), (n % batch, 1)):
+        if b and steps:
+            count = count_flops(module, tuple(x[:b] for x in inputs), lambda out, b=b: loss_fn(out, labels[:b]))
+            total += steps * count.total
+    return total
+
+
 def _loss_and_metric(data: VideoData):
     if data.multilabel:
         return F.binary_cross_entropy_with_logits, lambda s, y: mean_average_precision(s, y)
@@ -221,10 +248,11 @@ def _stage_epoch(fn, loader: ClipLoader, **kwargs):
 
 
 def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> dict:
-    """All stages; returns {"pretrain_source", "flops_train", "history"}."""
+    """All stages. Returns pretrain_source (trained | cache:<key>), counted FLOPs of pretraining and of the
+    policy/fine-tune stages (the recipe's compute, whether or not this job ran the cached part), history."""
     m, n, t = cfg.method, len(data.train_clips), data.num_frames
+    x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
     loss_fn, _ = _loss_and_metric(data)
-    costs = model.costs()
     runner = StageRunner(cfg, ctx, model)
     cache = Path(cfg.paths["output_root"]) / "cache" / "af_backbones" / f"{backbone_cache_key(cfg)}.pt"
     pretrain_stages = [f"pretrain/{i}" for i in range(model.space.num_resolutions)]
@@ -235,26 +263,26 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
         runner.state["done"].extend(pretrain_stages)
         source = f"cache:{cache.stem}"
         log.info("adaptive_frames: backbones from %s", cache)
-    flops = 0.0
-    pre_seed = cfg.seed * 7 + 1
+    flops_pretrain = 0
     for i, res in enumerate(model.space.resolutions):
-        loader = ClipLoader(data.train_clips, data.train_labels, cfg.optim.batch_size, shuffle=True, seed=pre_seed + i)
+        loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + i)
         fn = _stage_epoch(lambda bb=model.backbones[i], r=res, **kw: pretrain_backbone(bb, r, loss_fn=loss_fn, **kw),
                           loader)
         runner.run(pretrain_stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn)
-        if source == "trained":
-            flops += 3.0 * m.pretrain_epochs * n * t * costs.backbone[i]
+        step = _Call(model.backbones[i], lambda bb, c, r=res: bb(resize(c.flatten(0, 1), r)).view(*c.shape[:2], -1)
+                     .mean(dim=1))
+        flops_pretrain += m.pretrain_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
     if source == "trained" and m.backbone_cache and distributed.is_main() and not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(cache, {"backbones": model.backbones.state_dict()})
 
-    cached = precompute(model, data.train_clips, batch_size=m.eval_batch_size)  # frozen backbones: once
-    flops += n * t * sum(costs.backbone)
+    cached = precompute(model, x, batch_size=m.eval_batch_size)  # frozen backbones: once
+    flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
     pcfg = PolicyTrainConfig(epochs=m.policy_epochs, tau0=m.tau0, gamma=m.gamma, lam=m.lam, balance=m.balance,
                              budget_gflops=m.budget_gflops, budget_lr=m.budget_lr)
     budget = (BudgetController(target_flops=m.budget_gflops * 1e9, lam=m.lam, lr=m.budget_lr)
               if m.budget_gflops > 0 else None)
-    loader = ClipLoader(data.train_clips, data.train_labels, cfg.optim.batch_size, shuffle=True, seed=cfg.seed)
+    loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def policy_epoch(optimizer, epoch, budget):
@@ -264,14 +292,18 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
                             cache=cached, budget=budget, start_epoch=epoch, generator=gen)[-1]
 
     runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget)
-    flops += 3.0 * m.policy_epochs * n * t * costs.policy  # the policy encodes every frame in training
+    # Counted with argmax decisions (the Gumbel noise is elementwise: same matmuls, and no global RNG consumed).
+    step = _Call(model, lambda mod, c, fl, low: mod.forward_train(c, 1.0, frame_logits=fl, low=low,
+                                                                  deterministic=True).logits)
+    flops += m.policy_epochs * epoch_flops(step, (x, cached["frame_logits"], cached["low"]), y, bs, loss_fn)
     if m.finetune_epochs > 0:
-        loader = ClipLoader(data.train_clips, data.train_labels, cfg.optim.batch_size, shuffle=True, seed=cfg.seed + 1)
+        loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed + 1)
         fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader)
         runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn)
-        # forward_train runs every backbone on every frame (weights select), and the policy: all trained through
-        flops += 3.0 * m.finetune_epochs * n * t * (sum(costs.backbone) + costs.policy)
-    return {"pretrain_source": source, "flops_train": flops, "history": runner.state["history"]}
+        step = _Call(model, lambda mod, c: mod.forward_train(c, 1.0, deterministic=True).logits)
+        flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
+    return {"pretrain_source": source, "flops_pretrain": flops_pretrain, "flops_train": flops_pretrain + flops,
+            "history": runner.state["history"]}
 
 
 def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData, learned_gflops=None):
@@ -341,7 +373,9 @@ def run_adaptive_frames(cfg, ctx: RunContext) -> list[dict]:
             "af/method": method, "af/setting": setting,
             "acc/test": metrics["metric"] if not data.multilabel else None,
             "map/test": metrics["metric"] if data.multilabel else None,
-            "flops/train_total": trained["flops_train"] if method == "learned" else 0.0,
+            # the learned policy needs every stage; a baseline only the pretrained backbones it runs
+            "flops/train_total": trained["flops_train"] if method == "learned" else trained["flops_pretrain"],
+            "flops/pretrain": trained["flops_pretrain"],
             "flops/infer_per_sample": metrics["gflops/mean"] * 1e9,
             "flops/infer_per_sample_dense": float(dense),
             "flops/convention": FLOPS_CONVENTION,
