@@ -23,6 +23,20 @@ LTH_CURVE_COLUMNS = [
 ]
 
 
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
+    """Log x axis, labels, grid, legend; save and close."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_accuracy_vs_sparsity(rows: list[dict], path: Path, metric: str = "acc/test") -> None:
     """Mean ± std of `metric` against % weights remaining (log x, decreasing), one line per kind."""
     import matplotlib
@@ -44,15 +58,8 @@ def plot_accuracy_vs_sparsity(rows: list[dict], path: Path, metric: str = "acc/t
         means = [statistics.mean(v) for _, v in points]
         sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
         ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=kind)
-    ax.set_xscale("log")
     ax.invert_xaxis()
-    ax.set_xlabel("% weights remaining")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path, "% weights remaining", metric)
 
 
 TABLES.register("lth_mnist1d_curve")(TableSpec(
@@ -112,14 +119,7 @@ def plot_af_pareto(rows: list[dict], path: Path) -> None:
         points.sort()
         style = "-o" if method in ("learned", "uniform") else "o"
         ax.plot([x for x, _ in points], [y for _, y in points], style, label=method, alpha=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs per video (2 x MAC), mean over test videos")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path, "GFLOPs per video (2 x MAC), mean over test videos", metric)
 
 
 TABLES.register("af_needle_pareto")(TableSpec(

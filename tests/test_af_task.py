@@ -6,7 +6,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import experiments.run as runner
@@ -16,20 +15,13 @@ from experiments.records import ROW_KEYS
 from experiments.tasks.adaptive_frames import build_af_model, needle
 from tests.helpers import compose
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = ["experiment=af_needle", "progress=false", "data.num_train=48", "data.num_test=32", "method.pretrain_epochs=1",
         "method.policy_epochs=2", "method.uniform_k=[1,4]", "method.frame_exit_thresholds=[0.9]"]
 
 
 def by_method(rows):
     return {(r["af/method"], r["af/setting"]): r for r in rows}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_rows_carry_the_contract_and_exact_baseline_flops(tmp_path):
