@@ -16,6 +16,7 @@ training FLOPs are counted per stage step (forward + backward, meter.flops) time
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -65,6 +66,7 @@ from experiments.preemption import Preempted
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks import TASKS
 from lth.registry import Registry
+from meter import Measurement
 from meter.flops import count_flops
 from meter.schedule import wait_until_allowed
 
@@ -159,7 +161,8 @@ class StageRunner:
     def __init__(self, cfg, ctx: RunContext, model: AdaptiveFrameModel) -> None:
         self.cfg, self.ctx, self.model = cfg, ctx, model
         self.path = ctx.job_dir / "checkpoint.pt"
-        self.state = {"done": [], "stage": None, "epoch": 0, "optimizer": None, "lam": None, "history": {}}
+        self.state = {"done": [], "stage": None, "epoch": 0, "optimizer": None, "lam": None, "history": {},
+                      "measurement": None}  # energy/time of the training done so far, across restarts
         if exists(self.path):
             saved = load_latest(self.path)
             model.load_state_dict(saved["model"])
@@ -167,6 +170,20 @@ class StageRunner:
             self.state = {k: saved[k] for k in self.state}
             log.info("adaptive_frames: resuming at stage %s epoch %d", self.state["stage"], self.state["epoch"])
         self.epochs_run = 0
+
+    @contextlib.contextmanager
+    def measure(self):
+        """A meter window whose measurement is added to the checkpointed training total."""
+        with self.ctx.meter.window("train") as window:
+            yield
+        before = self.state["measurement"]
+        self.state["measurement"] = window.to_dict() if before is None else (
+            Measurement.from_dict(before) + window).to_dict()
+
+    @property
+    def measurement(self) -> Measurement | None:
+        m = self.state["measurement"]
+        return None if m is None else Measurement.from_dict(m)
 
     def done(self, stage: str) -> bool:
         return stage in self.state["done"]
@@ -185,7 +202,8 @@ class StageRunner:
         history = self.state["history"].setdefault(stage, [])
         for epoch in range(start, epochs):
             self._between_epochs()
-            row = one_epoch(optimizer, epoch, budget)
+            with self.measure():
+                row = one_epoch(optimizer, epoch, budget)
             history.append(row)
             self.ctx.logger.log({"unit": stage, **row}, None)
             self.epochs_run += 1
@@ -276,7 +294,8 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(cache, {"backbones": model.backbones.state_dict()})
 
-    cached = precompute(model, x, batch_size=m.eval_batch_size)  # frozen backbones: once
+    with runner.measure():
+        cached = precompute(model, x, batch_size=m.eval_batch_size)  # frozen backbones: once
     flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
     pcfg = PolicyTrainConfig(epochs=m.policy_epochs, tau0=m.tau0, gamma=m.gamma, lam=m.lam, balance=m.balance,
                              budget_gflops=m.budget_gflops, budget_lr=m.budget_lr)
@@ -303,7 +322,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
         step = _Call(model, lambda mod, c: mod.forward_train(c, 1.0, deterministic=True).logits)
         flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
     return {"pretrain_source": source, "flops_pretrain": flops_pretrain, "flops_train": flops_pretrain + flops,
-            "history": runner.state["history"]}
+            "history": runner.state["history"], "measurement": runner.measurement}
 
 
 def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData, learned_gflops=None):
@@ -361,8 +380,8 @@ def run_adaptive_frames(cfg, ctx: RunContext) -> list[dict]:
     data = AF_DATA.get(cfg.data.name)(cfg)
     torch.manual_seed(cfg.seed)
     model = build_af_model(cfg, data)
-    with ctx.meter.window("train") as train_window:
-        trained = train(cfg, ctx, model, data)
+    trained = train(cfg, ctx, model, data)
+    train_window = trained["measurement"]
     results = evaluate_methods(cfg, ctx, model, data)
     params = sum(p.numel() for p in model.parameters())
     n_test = len(data.test_clips)
