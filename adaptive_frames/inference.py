@@ -16,6 +16,11 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
+# Frames per backbone call. Measured on a 2-core CPU, one thread, tiny_cnn at 64 px: 2048 frames in one call
+# 2.36-2.60 s, in calls of 64 frames 0.54-0.65 s (activations that fit in cache). Same FLOPs, ~4x less time.
+FRAMES_PER_CALL = 64
+
+
 @dataclass
 class VideoResult:
     """logits [B, K] (mean over processed frames, zeros if none); looked [B] frames the policy ran on;
@@ -29,11 +34,12 @@ class VideoResult:
 
 
 def run_assigned(
-    backbones: nn.ModuleList, resolutions: tuple[int, ...], clips: torch.Tensor, assign: torch.Tensor, num_classes: int
+    backbones: nn.ModuleList, resolutions: tuple[int, ...], clips: torch.Tensor, assign: torch.Tensor, num_classes: int,
+    chunk: int = FRAMES_PER_CALL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """clips [B, T, C, H, W], assign [B, T] int (i = backbone i, -1 = not processed).
 
-    Returns (mean logits [B, K], frames per backbone [B, R]). Backbone i runs once, on its frames only.
+    Returns (mean logits [B, K], frames per backbone [B, R]). Backbone i runs only on its frames, `chunk` at a time.
     """
     b = clips.shape[0]
     total = clips.new_zeros(b, num_classes)
@@ -42,7 +48,8 @@ def run_assigned(
         vid, frame = (assign == i).nonzero(as_tuple=True)
         if vid.numel() == 0:
             continue
-        out = net(resize(clips[vid, frame], size))  # [n_i, K]
+        out = torch.cat([net(resize(clips[vid[j : j + chunk], frame[j : j + chunk]], size))
+                         for j in range(0, vid.numel(), chunk)])  # [n_i, K]
         total = total.index_add(0, vid, out)
         per_res[:, i] = torch.bincount(vid, minlength=b)
     count = per_res.sum(dim=1, keepdim=True).clamp(min=1).to(total.dtype)

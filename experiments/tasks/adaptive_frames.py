@@ -40,7 +40,7 @@ from adaptive_frames.data.frames import FrameFolderDataset
 from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.data.needle import NeedleConfig, make_needle_splits
 from adaptive_frames.data.video import VideoFileDataset
-from adaptive_frames.inference import resize
+from adaptive_frames.inference import FRAMES_PER_CALL, resize
 from adaptive_frames.metrics import accuracy
 from adaptive_frames.policy import PolicyConfig
 from adaptive_frames.stages import (
@@ -295,7 +295,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
         save_checkpoint(cache, {"backbones": model.backbones.state_dict()})
 
     with runner.measure():
-        cached = precompute(model, x, batch_size=m.eval_batch_size)  # frozen backbones: once
+        cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t))  # frozen backbones: once
     flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
     pcfg = PolicyTrainConfig(epochs=m.policy_epochs, tau0=m.tau0, gamma=m.gamma, lam=m.lam, balance=m.balance,
                              budget_gflops=m.budget_gflops, budget_lr=m.budget_lr)

@@ -115,3 +115,17 @@ def test_training_skip_gradient_reaches_covered_frames():
     (g,) = torch.autograd.grad(out.looked[0, 1], model.policy.bias)
     assert g[4] < 0  # more skip-4 at frame 0 -> frame 1 less looked at
     assert g.abs().sum() > 0
+
+
+def test_chunked_backbone_calls_equal_one_call():
+    """run_assigned feeds each backbone `chunk` frames at a time: same logits and counts as one big call."""
+    from adaptive_frames.inference import run_assigned
+
+    torch.manual_seed(0)
+    model = small_model().eval()
+    clips = torch.randn(5, 6, model.cfg.in_channels, 16, 16)
+    assign = torch.randint(-1, model.space.num_resolutions, (5, 6))
+    with torch.no_grad():
+        one = run_assigned(model.backbones, model.space.resolutions, clips, assign, model.cfg.num_classes, chunk=1000)
+        many = run_assigned(model.backbones, model.space.resolutions, clips, assign, model.cfg.num_classes, chunk=4)
+    assert torch.allclose(one[0], many[0], atol=1e-6) and torch.equal(one[1], many[1])
