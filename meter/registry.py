@@ -1,4 +1,8 @@
-"""A name -> factory registry that refuses duplicates and names itself in errors (fvcore style)."""
+"""A name -> factory registry that refuses duplicates and names itself in errors (fvcore style).
+
+The one Registry of the project: `meter` is the base layer every research package may import (DESIGN.md),
+so `lth.registry`, `adaptive_frames.registry` and `sparse_moe.registry` re-export this class.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ class Registry(Generic[T]):
     def register(self, key: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
             if key in self._items:
-                raise ValueError(f"{self.name}: {key!r} is already registered")
+                raise KeyError(f"{self.name} registry already has an entry named {key!r}")
             self._items[key] = obj
             return obj
 
@@ -24,14 +28,14 @@ class Registry(Generic[T]):
 
     def get(self, key: str) -> T:
         if key not in self._items:
-            raise ValueError(f"{self.name}: unknown {key!r}; registered: {', '.join(self.names())}")
+            raise KeyError(f"unknown {self.name} {key!r}; registered: {', '.join(sorted(self._items))}")
         return self._items[key]
 
-    def names(self) -> list[str]:
-        return list(self._items)
-
-    def __contains__(self, key: object) -> bool:
+    def __contains__(self, key: str) -> bool:
         return key in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
