@@ -203,6 +203,7 @@ def fit(
                 bar.update(1)
                 if step % eval_every == 0 or step == total_steps:
                     run_eval()
+        window = distributed.sum_measurement(window)  # every rank's energy, once; checkpointed as the total
         measured = window if measured is None else measured + window
         checkpoint()
         if preemption.requested:
@@ -212,6 +213,7 @@ def fit(
     if not history or history[-1]["step"] != step:
         with meter.window("eval") as window:
             run_eval()
+        window = distributed.sum_measurement(window)
         measured = window if measured is None else measured + window
     if snapshot_step is not None and snapshot_step == step and on_snapshot is not None:
         on_snapshot(model, optimizer, step)

@@ -78,3 +78,38 @@ def test_torchrun_cli_writes_one_set_of_records(tmp_path):
     kinds = sorted((r["lth/level"], r["lth/kind"]) for r in rows)  # written once, not once per rank
     assert kinds == [(0, "ticket"), (1, "random_prune"), (1, "random_reinit"), (1, "ticket")], kinds
     assert proc.stdout.count("run folder") == 1
+
+
+RANK_WINDOWS = [  # what each rank's meter saw in one window
+    {"cpu/measured:rapl": 10.0, "gpu/measured:nvml_counter": 5.0},  # local rank 0 reads the socket's RAPL
+    {"cpu/estimated:cpu_time_linear": 3.0, "gpu/measured:nvml_counter": 7.0, "dram/estimated:ram_rss": 1.0},
+]
+
+
+def _sum_worker(rank, world, port, out):
+    from experiments.distributed import sum_measurement
+    from meter import Measurement
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    comps = RANK_WINDOWS[rank]
+    joules = sum(comps.values())
+    m = Measurement(joules=joules, seconds=2.0 + rank, g_co2e=joules * 0.1, components=comps,
+                    method="+".join(k.split("/", 1)[1] for k in comps))
+    total = sum_measurement(m)
+    if rank == 0:
+        torch.save(total.to_dict(), out)
+    dist.destroy_process_group()
+
+
+def test_energy_is_summed_once_across_ranks(tmp_path):
+    out = tmp_path / "sum.pt"
+    mp.spawn(_sum_worker, args=(2, 29500 + (os.getpid() + 7) % 1000, str(out)), nprocs=2, join=True)
+    total = torch.load(out, weights_only=False)
+    # Both GPUs count; rank 1's CPU *estimate* is dropped because rank 0's RAPL already measured the socket.
+    assert total["joules"] == pytest.approx(10.0 + 5.0 + 7.0 + 1.0)
+    assert total["components"] == {"cpu/measured:rapl": 10.0, "gpu/measured:nvml_counter": 12.0,
+                                   "dram/estimated:ram_rss": 1.0}
+    assert total["g_co2e"] == pytest.approx(2.3)
+    assert total["seconds"] == 3.0  # the longest rank, not the sum
+    assert "cpu_time_linear" not in total["method"]
