@@ -133,7 +133,7 @@ def frame_folders(cfg) -> VideoData:
 @AF_DATA.register("video_files")
 def video_files(cfg) -> VideoData:
     if cfg.data.channels != 3:
-        raise ValueError("data.video_files decodes RGB: data.channels must be 3")
+        raise ConfigError("data.channels must be 3 for data.name=video_files (PyAV decodes RGB)")
     return _video_list(cfg, VideoFileDataset)
 
 
