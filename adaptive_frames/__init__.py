@@ -16,12 +16,20 @@ from .losses import BudgetController, efficiency_term, usage_balance
 from .metrics import accuracy, mean_average_precision
 from .model import AdaptiveFrameModel, ModelConfig, TrainOutput
 from .policy import CELLS, Policy, PolicyConfig
-from .stages import PolicyTrainConfig, evaluate, finetune, precompute, pretrain_backbone, train_policy
+from .stages import (
+    PolicyTrainConfig,
+    evaluate,
+    finetune,
+    precompute,
+    pretrain_backbone,
+    pretrain_policy_head,
+    train_policy,
+)
 
 __all__ = [
     "ActionSpace", "AdaptiveFrameModel", "BACKBONES", "BASELINES", "BudgetController", "CELLS", "FrameCosts",
     "ModelConfig", "Policy", "PolicyConfig", "PolicyTrainConfig", "TrainOutput", "VideoResult", "accuracy",
     "build_backbone", "build_baseline", "efficiency_term", "evaluate", "finetune", "gumbel_softmax_st",
-    "mean_average_precision", "precompute", "pretrain_backbone", "run_assigned", "skip_bookkeeping",
+    "mean_average_precision", "precompute", "pretrain_backbone", "pretrain_policy_head", "run_assigned", "skip_bookkeeping",
     "straight_through", "summarize_flops", "temperature", "train_policy", "usage_balance", "video_flops",
 ]

@@ -1,4 +1,8 @@
-"""The per-frame action space: {backbone at resolution r_1 > ... > r_n} ∪ {skip k_1, ..., k_m}.
+"""The per-frame action space: {backbone at resolution r_1 > ... > r_n} [∪ {policy head}] ∪ {skip k_1, ..., k_m}.
+
+Action indices: 0..n-1 the backbones, then (if `policy_head`) index n, the policy head (the frame, already encoded
+by the policy, is classified by a linear head on the policy's features: AR-Net's cheapest "backbone"), then the
+skips in order.
 
 Skip k (AR-Net semantics): the current frame, which the policy has looked at, is not processed, and the next k-1
 frames are neither looked at nor processed. Skip 1 therefore drops only the current frame.
@@ -15,6 +19,7 @@ import torch
 class ActionSpace:
     resolutions: tuple[int, ...] = (64, 48, 32)
     skips: tuple[int, ...] = (1, 2, 4)
+    policy_head: bool = False
 
     def __post_init__(self) -> None:
         res, sk = tuple(self.resolutions), tuple(self.skips)
@@ -30,15 +35,26 @@ class ActionSpace:
         return len(self.resolutions)
 
     @property
+    def num_processing(self) -> int:
+        """Actions that classify the frame: the backbones, then the policy head if any (indices 0..P-1)."""
+        return len(self.resolutions) + int(self.policy_head)
+
+    @property
+    def head_index(self) -> int | None:
+        """The policy-head action's index, None without one."""
+        return len(self.resolutions) if self.policy_head else None
+
+    @property
     def num_actions(self) -> int:
-        return len(self.resolutions) + len(self.skips)
+        return self.num_processing + len(self.skips)
 
     def skip_lengths(self) -> torch.Tensor:
-        """[A] int64: 0 for backbone actions, k for skip-k actions."""
-        return torch.tensor([0] * len(self.resolutions) + list(self.skips), dtype=torch.long)
+        """[A] int64: 0 for backbone and policy-head actions, k for skip-k actions."""
+        return torch.tensor([0] * self.num_processing + list(self.skips), dtype=torch.long)
 
     def names(self) -> list[str]:
-        return [f"r{r}" for r in self.resolutions] + [f"skip{k}" for k in self.skips]
+        head = ["policy"] if self.policy_head else []
+        return [f"r{r}" for r in self.resolutions] + head + [f"skip{k}" for k in self.skips]
 
 
 def skip_bookkeeping(actions: torch.Tensor, space: ActionSpace) -> tuple[torch.Tensor, torch.Tensor]:

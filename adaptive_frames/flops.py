@@ -17,30 +17,46 @@ from meter.flops import count_flops
 
 @dataclass(frozen=True)
 class FrameCosts:
-    """Forward FLOPs of one frame: `policy` per looked-at frame, `backbone[i]` at resolution i."""
+    """Forward FLOPs of one frame: `policy` per looked-at frame, `backbone[i]` at resolution i, `policy_head` per
+    frame classified by the policy's classification head (on features the policy computed anyway; 0 if none)."""
 
     policy: int
     backbone: tuple[int, ...]
+    policy_head: int = 0
 
     @property
     def top(self) -> int:
         return self.backbone[0]
 
 
-def frame_flops(module: nn.Module, channels: int, size: int) -> int:
-    """Forward FLOPs of `module` on one [1, channels, size, size] frame."""
+def _forward_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """Forward FLOPs of `module` (in eval mode) on one zero input of `shape`."""
     was_training = module.training
     module.eval()
     try:
-        return count_flops(module, (torch.zeros(1, channels, size, size),)).forward
+        return count_flops(module, (torch.zeros(shape),)).forward
     finally:
         module.train(was_training)
 
 
-def video_flops(costs: FrameCosts, looked: torch.Tensor, per_res: torch.Tensor) -> torch.Tensor:
-    """FLOPs per video. looked: [B] frames the policy ran on; per_res: [B, R] frames sent to each backbone."""
+def frame_flops(module: nn.Module, channels: int, size: int) -> int:
+    """Forward FLOPs of `module` on one [1, channels, size, size] frame."""
+    return _forward_flops(module, (1, channels, size, size))
+
+
+def feature_flops(module: nn.Module, dim: int) -> int:
+    """Forward FLOPs of `module` on one [1, dim] feature vector (e.g. a linear head)."""
+    return _forward_flops(module, (1, dim))
+
+
+def video_flops(
+    costs: FrameCosts, looked: torch.Tensor, per_res: torch.Tensor, head: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """FLOPs per video. looked: [B] frames the policy ran on; per_res: [B, R] frames sent to each backbone;
+    head: [B] frames classified by the policy head (None: none)."""
     bb = torch.tensor(costs.backbone, dtype=torch.float64)
-    return looked.double() * costs.policy + (per_res.double() * bb).sum(dim=1)
+    flops = looked.double() * costs.policy + (per_res.double() * bb).sum(dim=1)
+    return flops if head is None else flops + head.double() * costs.policy_head
 
 
 def summarize_flops(flops: torch.Tensor, dense: float) -> dict[str, float]:

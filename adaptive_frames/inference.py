@@ -24,13 +24,25 @@ FRAMES_PER_CALL = 64
 @dataclass
 class VideoResult:
     """logits [B, K] (mean over processed frames, zeros if none); looked [B] frames the policy ran on;
-    per_res [B, R] frames each backbone ran on; flops [B]; actions [B, T] (-1 = not looked at), if any."""
+    per_res [B, R] frames each backbone ran on (backbones only); flops [B]; actions [B, T] (-1 = not looked at),
+    if any; head [B] frames classified by the policy head instead of a backbone, None where there is no such
+    action. Processed frames per video = per_res.sum(1) (+ head); each is also counted in `looked`."""
 
     logits: torch.Tensor
     looked: torch.Tensor
     per_res: torch.Tensor
     flops: torch.Tensor
     actions: torch.Tensor | None = None
+    head: torch.Tensor | None = None
+
+
+def merge_means(mean: torch.Tensor, count: torch.Tensor, extra_sum: torch.Tensor, extra_count: torch.Tensor
+                ) -> torch.Tensor:
+    """Mean logits [B, K] over `count` [B] frames plus frames whose logits sum to `extra_sum` [B, K], counted by
+    `extra_count` [B] -> mean over all of them [B, K] (zeros where there are none)."""
+    n = count.to(mean.device, mean.dtype)
+    extra = extra_count.to(mean.device, mean.dtype)
+    return (mean * n[:, None] + extra_sum) / (n + extra).clamp(min=1)[:, None]
 
 
 def run_assigned(

@@ -58,18 +58,28 @@ class PolicyConfig:
 
 
 class Policy(nn.Module):
-    def __init__(self, cfg: PolicyConfig, in_channels: int, num_actions: int) -> None:
+    """Encoder + recurrent cell + action head; with num_classes > 0 also `classifier`, a linear classification head
+    on the encoder's features (the policy-head action: AR-Net's policy acting as the cheapest backbone)."""
+
+    def __init__(self, cfg: PolicyConfig, in_channels: int, num_actions: int, num_classes: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = build_backbone(cfg.encoder, in_channels, cfg.feature_dim, cfg.width_mult)
         self.cell = CELLS.get(cfg.cell)(cfg.feature_dim, cfg.hidden)
         self.head = nn.Linear(cfg.hidden, num_actions)
+        self.classifier = nn.Linear(cfg.feature_dim, num_classes) if num_classes > 0 else None
 
     def init_state(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         return torch.zeros(n, self.cell.state_size, device=device)
 
     def encode(self, low: torch.Tensor) -> torch.Tensor:  # [N, C, s, s] -> [N, F]
         return torch.relu(self.encoder(low))
+
+    def classify(self, feat: torch.Tensor) -> torch.Tensor:
+        """feat [N, F] (from `encode`) -> class logits [N, K]. Only with a classifier (num_classes > 0)."""
+        if self.classifier is None:
+            raise RuntimeError("Policy.classify: this policy was built without a classification head")
+        return self.classifier(feat)
 
     def step(self, feat: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feat [N, F], state [N, S] -> (action logits [N, A], new state [N, S])."""

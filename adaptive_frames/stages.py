@@ -1,5 +1,6 @@
-"""The three AR-Net stages as plain loops: pretrain backbones per resolution, joint policy training, fine-tune
-with the policy frozen; plus evaluation. Each takes model/data/optimizer/epochs and returns per-epoch metrics;
+"""The three AR-Net stages as plain loops: pretrain backbones per resolution (and, with the policy-head action,
+the policy encoder + classification head as a frame classifier), joint policy training, fine-tune with the policy
+frozen; plus evaluation. Each takes model/data/optimizer/epochs and returns per-epoch metrics;
 `start_epoch` (and a passed-in BudgetController) let a caller resume a stage from its checkpointed state.
 
 A loader yields (clips [B, T, C, H, W], labels [B] or multi-hot [B, K], index [B]); `ClipLoader` does.
@@ -50,6 +51,40 @@ def pretrain_backbone(
             n += b
         history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
     return history
+
+
+def pretrain_policy_head(
+    model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """Train the policy encoder + classification head (ModelConfig.policy_as_backbone) as a frame classifier on
+    the policy's low-res copy of every frame; video logits = mean of frame logits. Pass the encoder's and the
+    classifier's parameters in `optimizer` (the recurrent cell and action head get no gradient here)."""
+    if model.policy.classifier is None:
+        raise ValueError("pretrain_policy_head: the model has no policy head (ModelConfig.policy_as_backbone=False)")
+    model.policy.train()
+    history = []
+    for epoch in range(start_epoch, epochs):
+        tot_loss = tot_acc = n = 0.0
+        for clips, labels, _ in loader:
+            logits = policy_head_logits(model, clips)
+            loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            b = clips.shape[0]
+            tot_loss += float(loss.detach()) * b
+            tot_acc += _acc(logits.detach(), labels) * b
+            n += b
+        history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
+    return history
+
+
+def policy_head_logits(model: AdaptiveFrameModel, clips: torch.Tensor) -> torch.Tensor:
+    """clips [B, T, C, H, W] -> video logits [B, K]: the policy head on every frame's low-res copy, averaged."""
+    b, t = clips.shape[:2]
+    feats = model.policy.encode(model.lowres(clips).flatten(0, 1))
+    return model.policy.classify(feats).view(b, t, -1).mean(dim=1)
 
 
 @dataclass
@@ -165,8 +200,11 @@ def evaluate(
     run: Callable[[torch.Tensor, torch.Tensor], VideoResult], loader: Loader, dense_flops: float,
     metric: Callable[[torch.Tensor, torch.Tensor], float] = accuracy,
 ) -> dict[str, float]:
-    """`run(clips, index) -> VideoResult` over a loader: the metric plus per-video FLOPs statistics."""
-    logits, labels, flops, looked, per_res = [], [], [], [], []
+    """`run(clips, index) -> VideoResult` over a loader: the metric plus per-video FLOPs statistics.
+
+    frames/looked: mean frames the policy ran on; frames/backbone<i>: mean frames backbone i ran on;
+    frames/policy_head (only for results with a policy-head action): mean frames the policy head classified."""
+    logits, labels, flops, looked, per_res, head = [], [], [], [], [], []
     for clips, y, idx in loader:
         r = run(clips, idx)
         logits.append(r.logits)
@@ -174,8 +212,12 @@ def evaluate(
         flops.append(r.flops)
         looked.append(r.looked.double())
         per_res.append(r.per_res.double())
+        if r.head is not None:
+            head.append(r.head.double())
     out = {"metric": metric(torch.cat(logits), torch.cat(labels)), **summarize_flops(torch.cat(flops), dense_flops)}
     out["frames/looked"] = float(torch.cat(looked).mean())
     for i, v in enumerate(torch.cat(per_res).mean(dim=0)):
         out[f"frames/backbone{i}"] = float(v)
+    if head:
+        out["frames/policy_head"] = float(torch.cat(head).mean())
     return out

@@ -278,6 +278,7 @@ class AFModelCfg:
     resolutions: list[int] = field(default_factory=lambda: [64, 48, 32])
     skips: list[int] = field(default_factory=lambda: [1, 2, 4])
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy_as_backbone: bool = False  # AR-Net's extra action: classify the frame with a head on the policy features
 
     def __post_init__(self) -> None:
         from adaptive_frames import BACKBONES

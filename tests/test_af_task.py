@@ -141,3 +141,33 @@ def test_missing_video_list_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.train_list"):
         runner.run_job(cfg, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_policy_head_action_through_the_task(tmp_path):
+    """model.policy_as_backbone=true: stage pretrain/policy runs (and resumes), the learned row's frame counts add
+    up and its FLOPs are the per-frame costs times them; baselines stay backbone-only."""
+    overrides = [*TINY, "model.policy_as_backbone=true", "method.lam=0.0", "method.backbone_cache=false",
+                 "method.baselines=[dense_top]"]
+    rows = runner.run_job(compose(overrides), tmp_path / "clean")
+    learned, dense = rows[0], by_method(rows)[("dense_top", "T=16@64")]
+    typed = validate(compose(overrides))
+    costs = build_af_model(typed, needle(typed)).costs()
+    assert 0 < costs.policy_head < costs.backbone[-1]
+    backbone_frames = [learned[f"frames/backbone{i}"] for i in range(3)]
+    assert learned["frames/policy_head"] > 0  # lam=0: the policy uses the head on some frames
+    assert learned["frames/policy_head"] + sum(backbone_frames) <= learned["frames/looked"] <= 16
+    hand = (learned["frames/looked"] * costs.policy + learned["frames/policy_head"] * costs.policy_head
+            + sum(n * c for n, c in zip(backbone_frames, costs.backbone)))
+    assert learned["flops/infer_per_sample"] == pytest.approx(hand, rel=1e-9)
+    assert "policy_train/usage/policy" in learned
+    assert "frames/policy_head" not in dense and dense["flops/infer_per_sample"] == 16 * costs.backbone[0]
+    units = [json.loads(line).get("unit") for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()]
+    assert units.count("pretrain/policy") == 1
+    assert learned["flops/train_total"] > learned["flops/pretrain"] + 48 * 16 * sum(costs.backbone)
+
+    flag = PreemptAfter(4)  # after pretrain/0, pretrain/1, pretrain/2 and pretrain/policy
+    with pytest.raises(Preempted):
+        runner.run_job(compose(overrides), tmp_path / "cut", preemption=flag)
+    resumed = runner.run_job(compose(overrides), tmp_path / "cut", preemption=PreemptionFlag())
+    keys = ("acc/test", "gflops/mean", "frames/policy_head", "flops/train_total")
+    assert [resumed[0][k] for k in keys] == [learned[k] for k in keys]

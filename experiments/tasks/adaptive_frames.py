@@ -3,6 +3,8 @@ beside it on the same backbones, one row per evaluated method/setting.
 
 Stages, each resumable at epoch boundaries from `<job>/checkpoint.pt`:
   pretrain/<i>  backbone i on all frames at resolution i        (Adam, optim.lr, optim.batch_size)
+  pretrain/policy  policy encoder + classification head on the policy's low-res frames (only with
+                model.policy_as_backbone: the policy-head action; same optimiser settings, not cached)
   policy        joint ST Gumbel training on frozen backbones     (method.policy_lr; per-frame logits precomputed)
   finetune      backbones on the frames the frozen policy sends  (optional, method.finetune_epochs)
 Pretrained backbones are cached across jobs (`<output_root>/cache/af_backbones/<key>.pt`, keyed by everything
@@ -47,8 +49,10 @@ from adaptive_frames.stages import (
     PolicyTrainConfig,
     evaluate,
     finetune,
+    policy_head_logits,
     precompute,
     pretrain_backbone,
+    pretrain_policy_head,
     train_policy,
 )
 from experiments import distributed
@@ -143,12 +147,12 @@ def build_af_model(cfg, data: VideoData) -> AdaptiveFrameModel:
     return AdaptiveFrameModel(ModelConfig(
         num_classes=data.num_classes, in_channels=data.channels, backbone=m.backbone,
         backbone_width_mult=m.backbone_width_mult, resolutions=list(m.resolutions), skips=list(m.skips),
-        policy=policy))
+        policy=policy, policy_as_backbone=m.policy_as_backbone))
 
 
 def backbone_cache_key(cfg) -> str:
     """Everything that determines the pretrained backbones (not the policy, lam, budget or baselines)."""
-    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "policy"}
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in ("policy", "policy_as_backbone")}
     key = {"data": dataclasses.asdict(cfg.data), "model": model, "pretrain_epochs": cfg.method.pretrain_epochs,
            "optim": {"lr": cfg.optim.lr, "batch_size": cfg.optim.batch_size}, "seed": cfg.seed,
            "torch": torch.__version__}
@@ -265,9 +269,22 @@ def _stage_epoch(fn, loader: ClipLoader, **kwargs):
     return one_epoch
 
 
+def _pretrain_policy_head(cfg, runner: StageRunner, model: AdaptiveFrameModel, data: VideoData, loss_fn) -> int:
+    """Stage pretrain/policy (model.policy_as_backbone only): the policy encoder + classification head as a frame
+    classifier. Returns its counted training FLOPs (forward + backward per step, times the steps)."""
+    x, y, bs, epochs = data.train_clips, data.train_labels, cfg.optim.batch_size, cfg.method.pretrain_epochs
+    loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + model.space.num_resolutions)
+    fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader)
+    params = [*model.policy.encoder.parameters(), *model.policy.classifier.parameters()]
+    runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn)
+    return epochs * epoch_flops(_Call(model, policy_head_logits), (x,), y, bs, loss_fn)
+
+
 def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> dict:
     """All stages. Returns pretrain_source (trained | cache:<key>), counted FLOPs of pretraining and of the
-    policy/fine-tune stages (the recipe's compute, whether or not this job ran the cached part), history."""
+    policy/fine-tune stages (the recipe's compute, whether or not this job ran the cached part), history.
+    flops_pretrain is the backbones' pretraining (what every baseline needs too); pretrain/policy, which only
+    the learned policy needs, counts towards flops_train only."""
     m, n, t = cfg.method, len(data.train_clips), data.num_frames
     x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
     loss_fn, _ = _loss_and_metric(data)
@@ -297,6 +314,8 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     with runner.measure():
         cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t))  # frozen backbones: once
     flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
+    if model.space.policy_head:
+        flops += _pretrain_policy_head(cfg, runner, model, data, loss_fn)
     pcfg = PolicyTrainConfig(epochs=m.policy_epochs, tau0=m.tau0, gamma=m.gamma, lam=m.lam, balance=m.balance,
                              budget_gflops=m.budget_gflops, budget_lr=m.budget_lr)
     budget = (BudgetController(target_flops=m.budget_gflops * 1e9, lam=m.lam, lr=m.budget_lr)

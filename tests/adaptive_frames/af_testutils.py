@@ -34,10 +34,27 @@ class ScriptedPolicy(nn.Module):
         return -self.scale * (a[None, :] - feat) ** 2 + self.bias, state + 1
 
 
-def small_model(resolutions=(16, 8), skips=(1, 2, 4), num_classes=3, seed=0) -> AdaptiveFrameModel:
+class CountingNet(nn.Module):
+    """Records every frame it receives (by the frame's constant value) and returns zeros."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.received: list[float] = []
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        self.received += x.mean(dim=(1, 2, 3)).tolist()
+        return torch.zeros(x.shape[0], self.num_classes)
+
+
+def small_model(resolutions=(16, 8), skips=(1, 2, 4), num_classes=3, seed=0, policy_as_backbone=False
+                ) -> AdaptiveFrameModel:
     torch.manual_seed(seed)
     cfg = ModelConfig(num_classes=num_classes, in_channels=1, resolutions=list(resolutions), skips=list(skips),
-                      policy=PolicyConfig(input_size=8, feature_dim=8, hidden=8))
+                      policy=PolicyConfig(input_size=8, feature_dim=8, hidden=8),
+                      policy_as_backbone=policy_as_backbone)
     return AdaptiveFrameModel(cfg)
 
 

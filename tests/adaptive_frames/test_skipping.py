@@ -5,7 +5,7 @@ from torch import nn
 
 from adaptive_frames.actions import ActionSpace, skip_bookkeeping
 from adaptive_frames.flops import FrameCosts, video_flops
-from tests.adaptive_frames.af_testutils import ScriptedPolicy, scripted_clips, small_model
+from tests.adaptive_frames.af_testutils import CountingNet, ScriptedPolicy, scripted_clips, small_model
 
 # resolutions (16, 8), skips (1, 2, 4): actions 0 = r16, 1 = r8, 2 = skip1, 3 = skip2, 4 = skip4
 SPACE = ActionSpace((16, 8), (1, 2, 4))
@@ -23,21 +23,6 @@ def test_skip_bookkeeping_hand_made_sequence():
 def test_skip_at_end_of_clip_does_not_overrun():
     looked, taken = skip_bookkeeping(torch.tensor([[0, 0, 4, 0]]), SPACE)
     assert looked[0].long().tolist() == [1, 1, 1, 0]
-
-
-class CountingNet(nn.Module):
-    """Records every frame it receives (by the frame's constant value) and returns zeros."""
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.received: list[float] = []
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        self.received += x.mean(dim=(1, 2, 3)).tolist()
-        return torch.zeros(x.shape[0], self.num_classes)
 
 
 def _scripted_model():
