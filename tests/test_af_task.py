@@ -171,3 +171,10 @@ def test_policy_head_action_through_the_task(tmp_path):
     resumed = runner.run_job(compose(overrides), tmp_path / "cut", preemption=PreemptionFlag())
     keys = ("acc/test", "gflops/mean", "frames/policy_head", "flops/train_total")
     assert [resumed[0][k] for k in keys] == [learned[k] for k in keys]
+
+
+def test_every_configurable_baseline_has_settings():
+    from experiments.config import AF_BASELINES
+    from experiments.tasks.adaptive_frames import BASELINE_SETTINGS
+
+    assert sorted(AF_BASELINES) == BASELINE_SETTINGS.names()

@@ -344,12 +344,54 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
             "history": runner.state["history"], "measurement": runner.measurement}
 
 
-def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData, learned_gflops=None):
-    """[(method, setting, metrics, measurement)] for the learned policy and each configured baseline."""
-    m, t = cfg.method, data.num_frames
+# Each baseline's settings: name -> (cfg, model, data, learned metrics) -> [(setting, run(clips, index))].
+BASELINE_SETTINGS: Registry = Registry("adaptive_frames baseline")
+
+
+@BASELINE_SETTINGS.register("dense_top")
+def _dense_top(cfg, model, data, learned):
+    f = build_baseline("dense_top", model)
+    return [(f"T={data.num_frames}@{model.space.resolutions[0]}", lambda x, idx: f(x))]
+
+
+@BASELINE_SETTINGS.register("oracle")
+def _oracle(cfg, model, data, learned):
+    if data.test_informative is None:
+        log.info("adaptive_frames: no ground-truth informative frames for this data; oracle skipped")
+        return []
+    f, inf = build_baseline("oracle", model), data.test_informative
+    return [(f"needles@{model.space.resolutions[0]}", lambda x, idx: f(x, inf[idx]))]
+
+
+@BASELINE_SETTINGS.register("uniform")
+def _uniform(cfg, model, data, learned):
+    return [(f"k={k}@{res}", lambda x, idx, f=build_baseline("uniform", model, k=k, res_index=ri): f(x))
+            for ri, res in enumerate(model.space.resolutions)
+            for k in sorted({min(k, data.num_frames) for k in cfg.method.uniform_k})]
+
+
+@BASELINE_SETTINGS.register("frame_exit")
+def _frame_exit(cfg, model, data, learned):
+    return [(f"thr={th}@{model.space.resolutions[0]}", lambda x, idx, f=build_baseline("frame_exit", model,
+                                                                                        threshold=th): f(x))
+            for th in cfg.method.frame_exit_thresholds]
+
+
+@BASELINE_SETTINGS.register("random")
+def _random(cfg, model, data, learned):
+    """Frames drawn at random at the learned policy's mean GFLOPs, all spent on the top backbone."""
+    p = min(1.0, learned["gflops/mean"] * 1e9 / (data.num_frames * model.costs().top))
+    probs = (p,) + (0.0,) * (model.space.num_resolutions - 1)
+    f = build_baseline("random", model, probs=probs, seed=cfg.seed)
+    return [(f"matched {_learned_setting(cfg)}@{model.space.resolutions[0]}", lambda x, idx: f(x))]
+
+
+def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData):
+    """[(method, setting, metrics, measurement)] for the learned policy and each configured baseline, each in its
+    own meter window over the whole test set."""
     _, metric = _loss_and_metric(data)
-    loader = ClipLoader(data.test_clips, data.test_labels, m.eval_batch_size, shuffle=False)
-    dense = model.dense_flops(t)
+    loader = ClipLoader(data.test_clips, data.test_labels, cfg.method.eval_batch_size, shuffle=False)
+    dense = model.dense_flops(data.num_frames)
     out = []
 
     def run(method: str, setting: str, fn) -> dict:
@@ -359,29 +401,9 @@ def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: Vide
         return metrics
 
     learned = run("learned", _learned_setting(cfg), lambda x, idx: model.infer(x))
-    inf = data.test_informative
-    for name in m.baselines:
-        if name == "dense_top":
-            run(name, f"T={t}@{model.space.resolutions[0]}", lambda x, idx, f=build_baseline(name, model): f(x))
-        elif name == "oracle":
-            if inf is None:
-                log.info("adaptive_frames: no ground-truth informative frames for this data; oracle skipped")
-                continue
-            f = build_baseline("oracle", model)
-            run(name, f"needles@{model.space.resolutions[0]}", lambda x, idx, f=f: f(x, inf[idx]))
-        elif name == "uniform":
-            for ri, res in enumerate(model.space.resolutions):
-                for k in sorted({min(k, t) for k in m.uniform_k}):
-                    run(name, f"k={k}@{res}", lambda x, idx, f=build_baseline(name, model, k=k, res_index=ri): f(x))
-        elif name == "frame_exit":
-            for th in m.frame_exit_thresholds:
-                f = build_baseline(name, model, threshold=th)
-                run(name, f"thr={th}@{model.space.resolutions[0]}", lambda x, idx, f=f: f(x))
-        elif name == "random":  # at the learned policy's mean budget, spent on the top backbone
-            p = min(1.0, learned["gflops/mean"] * 1e9 / (t * model.costs().top))
-            probs = (p,) + (0.0,) * (model.space.num_resolutions - 1)
-            f = build_baseline(name, model, probs=probs, seed=cfg.seed)
-            run(name, f"matched p={p:.3f}@{model.space.resolutions[0]}", lambda x, idx, f=f: f(x))
+    for name in cfg.method.baselines:
+        for setting, fn in BASELINE_SETTINGS.get(name)(cfg, model, data, learned):
+            run(name, setting, fn)
     return out
 
 
