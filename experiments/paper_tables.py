@@ -110,15 +110,16 @@ def plot_af_pareto(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metric = "acc/test" if any(r.get("acc/test") is not None for r in rows) else "map/test"
+    def series(r: dict) -> str:  # uniform sampling is one curve per resolution (k varies along it)
+        return f"uniform @{r['af/setting'].split('@')[1]}px" if r["af/method"] == "uniform" else r["af/method"]
+
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method in sorted({r["af/method"] for r in rows}):
-        points = []
-        for members in group([r for r in rows if r["af/method"] == method], ["af/setting"]).values():
-            points.append((statistics.mean(m["gflops/mean"] for m in members),
-                           statistics.mean(m[metric] for m in members)))
-        points.sort()
-        style = "-o" if method in ("learned", "uniform") else "o"
-        ax.plot([x for x, _ in points], [y for _, y in points], style, label=method, alpha=0.8)
+    for name in sorted({series(r) for r in rows}):
+        points = sorted(
+            (statistics.mean(m["gflops/mean"] for m in members), statistics.mean(m[metric] for m in members))
+            for members in group([r for r in rows if series(r) == name], ["af/setting"]).values())
+        style = "-o" if name == "learned" or name.startswith("uniform") else "o"
+        ax.plot([x for x, _ in points], [y for _, y in points], style, label=name, alpha=0.8)
     _finish(fig, ax, path, "GFLOPs per video (2 x MAC), mean over test videos", metric)
 
 
