@@ -138,9 +138,9 @@ TABLES.register("af_needle_pareto")(TableSpec(
 
 TABLES.register("moe_clustered")(TableSpec(
     sweep="moe_clustered",
-    group_by=["moe/ffn", "moe/num_experts", "moe/top_k"],
+    group_by=["moe/ffn", "moe/d_ff", "moe/num_experts", "moe/top_k"],
     columns=MOE_COLUMNS,
-    sort_by=["moe/ffn", "moe/num_experts", "moe/top_k"],
+    sort_by=["moe/ffn", "moe/d_ff", "moe/num_experts", "moe/top_k"],
     caption="Sparse MoE vs dense on clustered regression (16 clusters, each its own teacher): MoE top-1/top-2 "
             "(E=16) vs a dense FFN of equal active FLOPs and one of equal total parameters; mean ± std over seeds.",
 ))
