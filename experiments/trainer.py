@@ -27,7 +27,7 @@ from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from lth.data import Splits
-from lth.masks import Mask, apply_mask
+from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
 from meter.schedule import Plan, wait_until_allowed
@@ -124,8 +124,9 @@ def fit(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     lr_at = lr_at or (lambda s: lr_factor(optim_cfg, s, total_steps))
-    if mask is not None:
-        apply_mask(model, mask)
+    reapply_mask = mask_applier(model, mask) if mask is not None else None
+    if reapply_mask is not None:
+        reapply_mask()
 
     step, early, measured, flops_train, flops_eval, history = start_step, EarlyStop(), None, 0, 0, []
     if checkpoint_path is not None and ckpt.exists(checkpoint_path):
@@ -195,8 +196,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if mask is not None:
-                    apply_mask(model, mask)
+                if reapply_mask is not None:
+                    reapply_mask()
                 objective.after_step(model)
                 flops_train += world_size * objective.step_flops(model, xb, yb, flop_cache)
                 step += 1

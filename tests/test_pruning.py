@@ -85,3 +85,18 @@ def test_random_mask_like_keeps_per_layer_counts():
 def test_bad_rate_is_rejected_with_its_name():
     with pytest.raises(ValueError, match="default"):
         PruneRates(1.5)
+
+
+def test_mask_applier_zeroes_exactly_what_apply_mask_does():
+    from lth.masks import apply_mask, mask_applier
+
+    torch.manual_seed(0)
+    a = build_model("mlp", 40, 10, hidden=[16])
+    b = build_model("mlp", 40, 10, hidden=[16])
+    b.load_state_dict(a.state_dict())
+    mask = {n: torch.rand_like(p) > 0.5 for n, p in a.named_parameters() if n in a.prunable_names()}
+    apply_mask(a, mask)
+    mask_applier(b, mask)()
+    for (n, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), n
+    assert all(int((p == 0).sum()) >= int((~mask[n]).sum()) for n, p in b.named_parameters() if n in mask)
