@@ -8,6 +8,17 @@ Every layer is SwiGLU with the Mixtral router (softmax over the top-k), dropless
 the same work. The dense baseline is a SwiGLU FFN of width k*f. Candidates run round-robin within each
 repetition so machine noise hits all of them alike; the table shows median time / median dense time.
 HF transformers is used only when importable (install it in a separate venv; it is not a dependency).
+
+The allocator matters at E = 64: every step allocates fresh expert-weight gradients ([E, d, 2f] + [E, f, d] =
+200 MB here), which glibc serves by mmap, so each step pays the page faults of first touch (measured: 105-132 ms
+to allocate and touch 200 MB, 15 ms to touch it again). With heap-only malloc, as tcmalloc/jemalloc would do,
+
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python benchmarks/moe_dispatch.py
+
+measured 2026-11-30 (1 thread, 9 reps, HF transformers 5.24 beside ours), ratios to the dense FFN:
+    E=16 k=1/2: sort_split 1.11/1.04  grouped_mm 1.08/0.99  auto 1.10/1.02  hf_mixtral 1.11/1.09
+    E=64 k=1/2: sort_split 1.36/1.10  grouped_mm 1.29/1.15  auto 1.35/1.15  hf_mixtral 1.20/1.20
+and with the default allocator (15 reps): E=64 k=1 auto 1.61, hf_mixtral 1.53; k=2 auto 1.19, hf_mixtral 1.11.
 """
 
 from __future__ import annotations
