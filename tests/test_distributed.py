@@ -105,7 +105,7 @@ def _sum_worker(rank, world, port, out):
 def test_energy_is_summed_once_across_ranks(tmp_path):
     out = tmp_path / "sum.pt"
     mp.spawn(_sum_worker, args=(2, 29500 + (os.getpid() + 7) % 1000, str(out)), nprocs=2, join=True)
-    total = torch.load(out, weights_only=False)
+    total = torch.load(out, weights_only=True)
     # Both GPUs count; rank 1's CPU *estimate* is dropped because rank 0's RAPL already measured the socket.
     assert total["joules"] == pytest.approx(10.0 + 5.0 + 7.0 + 1.0)
     assert total["components"] == {"cpu/measured:rapl": 10.0, "gpu/measured:nvml_counter": 12.0,
