@@ -162,8 +162,8 @@ def backbone_cache_key(cfg) -> str:
 class StageRunner:
     """Runs stage epochs in order, checkpointing after each one; on resume, skips what is done."""
 
-    def __init__(self, cfg, ctx: RunContext, model: AdaptiveFrameModel) -> None:
-        self.cfg, self.ctx, self.model = cfg, ctx, model
+    def __init__(self, ctx: RunContext, model: AdaptiveFrameModel) -> None:
+        self.ctx, self.model = ctx, model
         self.path = ctx.job_dir / "checkpoint.pt"
         self.state = {"done": [], "stage": None, "epoch": 0, "optimizer": None, "lam": None, "history": {},
                       "measurement": None}  # energy/time of the training done so far, across restarts
@@ -288,7 +288,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     m, n, t = cfg.method, len(data.train_clips), data.num_frames
     x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
     loss_fn, _ = _loss_and_metric(data)
-    runner = StageRunner(cfg, ctx, model)
+    runner = StageRunner(ctx, model)
     cache = Path(cfg.paths["output_root"]) / "cache" / "af_backbones" / f"{backbone_cache_key(cfg)}.pt"
     pretrain_stages = [f"pretrain/{i}" for i in range(model.space.num_resolutions)]
     source = "trained"
