@@ -178,3 +178,11 @@ def test_every_configurable_baseline_has_settings():
     from experiments.tasks.adaptive_frames import BASELINE_SETTINGS
 
     assert sorted(AF_BASELINES) == BASELINE_SETTINGS.names()
+
+
+def test_budget_mode_through_the_task_adapts_lam(tmp_path):
+    rows = runner.run_job(compose([*TINY, "method.budget_gflops=0.03", "method.lam=0.1",
+                                   "method.baselines=[dense_top]", "method.backbone_cache=false"]), tmp_path)
+    learned = rows[0]
+    assert learned["af/setting"] == "budget=0.03"
+    assert learned["policy_train/lam"] != pytest.approx(0.1)  # dual ascent moved it from its start value
