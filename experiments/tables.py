@@ -107,6 +107,17 @@ def _fmt(value, fmt: str) -> str:
         return str(value)
 
 
+def dedupe(rows: list[dict], keys: list[str]) -> list[dict]:
+    """The first row of each distinct value of `keys` (e.g. a baseline evaluated again by every job of a seed)."""
+    seen, out = set(), []
+    for r in rows:
+        key = tuple(r.get(k) for k in keys)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def group(rows: list[dict], group_by: list[str]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         columns = [(k, k, "{:.4g}") for k in args.columns.split(",")]
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
     if spec and spec.dedupe_by:
-        rows = list({tuple(r.get(k) for k in spec.dedupe_by): r for r in reversed(rows)}.values())[::-1]
+        rows = dedupe(rows, spec.dedupe_by)
     raw_rows = rows
     if spec and spec.sort_by:
         rows = sorted(rows, key=lambda r: tuple(r.get(k) for k in spec.sort_by))

@@ -84,6 +84,15 @@ def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str,
     return out
 
 
+def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
+    """At an epoch boundary: wait while the carbon-aware plan says pause; when it has no allowed hours left, stop
+    resumably (Preempted, like a SLURM preemption)."""
+    if plan is not None and plan.should_pause(time.time()):
+        log.info("%s: carbon-aware schedule pauses at step %d", tag, step)
+        if not wait_until_allowed(plan):
+            raise Preempted(signal.SIGTERM, step, "the carbon-aware schedule has no allowed hours left")
+
+
 def fit(
     model: nn.Module,
     data: Splits,
@@ -172,10 +181,7 @@ def fit(
     disable = rank != 0 or not progress or bool(os.environ.get("CI"))
     bar = tqdm(total=total_steps, initial=step, desc=tag, disable=disable, leave=False)
     while step < total_steps:
-        if carbon_plan is not None and carbon_plan.should_pause(time.time()):
-            log.info("%s: carbon-aware schedule pauses at step %d", tag, step)
-            if not wait_until_allowed(carbon_plan):
-                raise Preempted(signal.SIGTERM, step, "the carbon-aware schedule has no allowed hours left")
+        carbon_gate(carbon_plan, step, tag)
         chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
         with meter.window("train") as window:
             while step < chunk_end:

@@ -23,8 +23,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import signal
-import time
 from pathlib import Path
 
 import torch
@@ -69,10 +67,10 @@ from experiments.context import RunContext
 from experiments.preemption import Preempted
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks import TASKS
+from experiments.trainer import carbon_gate
 from lth.registry import Registry
 from meter import Measurement
 from meter.flops import count_flops
-from meter.schedule import wait_until_allowed
 
 log = logging.getLogger(__name__)
 AF_DATA: Registry = Registry("adaptive_frames dataset")
@@ -205,7 +203,7 @@ class StageRunner:
                 budget.lam = self.state["lam"]
         history = self.state["history"].setdefault(stage, [])
         for epoch in range(start, epochs):
-            self._between_epochs()
+            carbon_gate(self.ctx.carbon_plan, self.epochs_run, stage)
             with self.measure():
                 row = one_epoch(optimizer, epoch, budget)
             history.append(row)
@@ -220,11 +218,6 @@ class StageRunner:
         self.state.update(stage=None, epoch=0, optimizer=None, lam=None)
         self._save()
         return history
-
-    def _between_epochs(self) -> None:
-        plan = self.ctx.carbon_plan
-        if plan is not None and plan.should_pause(time.time()) and not wait_until_allowed(plan):
-            raise Preempted(signal.SIGTERM, self.epochs_run, "the carbon-aware schedule has no allowed hours left")
 
     def _save(self) -> None:
         if distributed.is_main():
