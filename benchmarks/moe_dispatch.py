@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import statistics
 import time
 
+# isort: off
+from experiments import allocator  # noqa: F401  before torch: huge pages, as the leanlab CLI runs
 import torch
+# isort: on
 
 from sparse_moe import DISPATCHERS, DenseFFN, MoELayer
 from sparse_moe.dispatch import AUTO_BY_DEVICE, grouped_mm_supported
@@ -36,14 +41,39 @@ from sparse_moe.dispatch import AUTO_BY_DEVICE, grouped_mm_supported
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def hf_block(d, f, e, k):
+def hf_block(ours: MoELayer):
+    """HF transformers' MixtralSparseMoeBlock holding `ours`'s weights, so both route every token alike.
+
+    The block must be given weights: built standalone its parameters are `torch.empty` (init happens in
+    `PreTrainedModel.post_init`), and on this machine the router came up with NaNs and zeros, which sent all
+    4096 tokens to expert 0 -- one big matmul instead of 64 small ones, not the work our layer does.
+    """
     try:
         from transformers.models.mixtral.modeling_mixtral import MixtralConfig, MixtralSparseMoeBlock
     except ImportError:
         return None
-    cfg = MixtralConfig(hidden_size=d, intermediate_size=f, num_local_experts=e, num_experts_per_tok=k)
+    ex = ours.experts
+    cfg = MixtralConfig(hidden_size=ex.d_model, intermediate_size=ex.d_ff, num_local_experts=ex.num_experts,
+                        num_experts_per_tok=ours.cfg.top_k)
     cfg._experts_implementation = "grouped_mm"  # what from_pretrained picks by default in transformers 5.x
-    return MixtralSparseMoeBlock(cfg)
+    block = MixtralSparseMoeBlock(cfg)
+    with torch.no_grad():
+        block.gate.weight.copy_(ours.router.weight)  # [E, d] in both
+        block.experts.gate_up_proj.copy_(ex.w1.transpose(1, 2))  # ours [E, d, 2f] (gate | up) -> HF [E, 2f, d]
+        block.experts.down_proj.copy_(ex.w2.transpose(1, 2))  # ours [E, f, d] -> HF [E, d, f]
+    return block
+
+
+def check_same_function(ours: MoELayer, hf, x: torch.Tensor) -> float:
+    """Max |ours(x) - hf(x)|; raises if the two layers do not compute the same function."""
+    with torch.no_grad():
+        a, b = ours(x)[0], hf(x)
+        b = b[0] if isinstance(b, tuple) else b
+    err = float((a - b).abs().max())
+    scale = float(a.abs().max())
+    if not err <= 1e-4 * max(scale, 1.0):
+        raise RuntimeError(f"HF block and ours disagree: max abs diff {err:.3g} (output scale {scale:.3g})")
+    return err
 
 
 def step(mod, x, g, device):
@@ -65,23 +95,33 @@ def bench_shape(t, d, f, e, k, reps, device, dtype):
     for name in [*DISPATCHERS.names(), "auto"]:
         if name == "loop" and e > 16:
             continue  # the plain reference indexes W[e] (copies W per expert in backward): 37x dense at E=64
+        torch.manual_seed(1)  # same weights, hence the same routing, for every backend
         layer = MoELayer(d, f, e, router="mixtral", top_k=k, activation="swiglu", dispatch=name)
         if name == "grouped_mm" and not grouped_mm_supported(x, layer.experts):
             continue
         cands[name] = layer
-    hf = hf_block(d, f, e, k)
+    hf = hf_block(cands["auto"])
     if hf is not None:
         cands["hf_mixtral"] = hf
     cands = {n: m.to(device=device, dtype=dtype) for n, m in cands.items()}
+    if hf is not None:
+        check_same_function(cands["auto"], cands["hf_mixtral"], x)
     times = {n: [] for n in cands}
+    order, rng = list(cands), random.Random(0)
     for r in range(reps + 1):  # first round = warm-up
-        for n, m in cands.items():
+        rng.shuffle(order)  # a fixed order would hand each arm the allocator/cache state its predecessor left
+        for n in order:
             t0 = time.perf_counter()
-            step(m, x, g, device)
+            step(cands[n], x, g, device)
             if r:
                 times[n].append(time.perf_counter() - t0)
-    med = {n: statistics.median(v) for n, v in times.items()}
-    return med
+    return times
+
+
+def paired(times: dict[str, list[float]], num: str, den: str) -> tuple[float, float, float]:
+    """Quartiles (25, 50, 75%) of the per-round ratio num/den: both ran in the same round, so drifts cancel."""
+    q = statistics.quantiles([a / b for a, b in zip(times[num], times[den])], n=4, method="inclusive")
+    return q[0], q[1], q[2]
 
 
 def main() -> None:
@@ -100,20 +140,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtype = DTYPES[args.dtype]
     print(f"# device={args.device} dtype={args.dtype} threads={args.threads} T={args.tokens} d={args.d_model} "
-          f"f={args.d_ff} reps={args.reps}; auto on {args.device} -> {AUTO_BY_DEVICE.get(args.device, 'sort_split')}")
+          f"f={args.d_ff} reps={args.reps} THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}; auto on {args.device} -> {AUTO_BY_DEVICE.get(args.device, 'sort_split')}")
     rows = []
     for e in [int(v) for v in args.experts.split(",")]:
         for k in [int(v) for v in args.top_k.split(",")]:
-            med = bench_shape(args.tokens, args.d_model, args.d_ff, e, k, args.reps, args.device, dtype)
-            ratio = {n: med[n] / med["dense"] for n in med if n != "dense"}
+            times = bench_shape(args.tokens, args.d_model, args.d_ff, e, k, args.reps, args.device, dtype)
+            ratio = {n: paired(times, n, "dense")[1] for n in times if n != "dense"}
             backends = {n: r for n, r in ratio.items() if n in DISPATCHERS}
             best = min(backends, key=backends.get)
-            row = {"E": e, "k": k, "dense_s": med["dense"], "ratio": ratio, "best": best,
-                   "auto_vs_best": ratio["auto"] / backends[best]}
-            rows.append(row)
+            row = {"E": e, "k": k, "dense_s": statistics.median(times["dense"]), "ratio": ratio, "best": best,
+                   "auto_vs_best": paired(times, "auto", best)[1], "times": times}
             cols = " ".join(f"{n}={r:.2f}x" for n, r in ratio.items())
-            print(f"E={e:3d} k={k} dense={med['dense'] * 1e3:7.1f}ms  {cols}  best={best} "
-                  f"auto/best={row['auto_vs_best']:.2f}", flush=True)
+            line = f"E={e:3d} k={k} dense={row['dense_s'] * 1e3:7.1f}ms  {cols}  best={best} auto/best={row['auto_vs_best']:.2f}"
+            if "hf_mixtral" in times:
+                row["auto_vs_hf_quartiles"] = paired(times, "auto", "hf_mixtral")
+                line += " auto/hf={1:.2f} [{0:.2f}, {2:.2f}]".format(*row["auto_vs_hf_quartiles"])
+            rows.append(row)
+            print(line, flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=1)

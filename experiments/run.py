@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import distributed
+# `allocator` must be imported before anything imports torch (tests/test_allocator.py checks it still is).
+from experiments import allocator, distributed  # noqa: F401
 from experiments.config import ConfigError, config_hash, register_configs, validate
 from experiments.context import RunContext, seed_everything
 from experiments.loggers import NullLogger, build_logger
