@@ -87,12 +87,12 @@ def step(mod, x, g, device):
         torch.cuda.synchronize()
 
 
-def bench_shape(t, d, f, e, k, reps, device, dtype):
+def bench_shape(t, d, f, e, k, reps, device, dtype, backends):
     torch.manual_seed(0)
     x = torch.randn(1, t, d, device=device, dtype=dtype)
     g = torch.randn_like(x)
     cands = {"dense": DenseFFN(d, k * f, "swiglu")}
-    for name in [*DISPATCHERS.names(), "auto"]:
+    for name in [*backends, "auto"]:
         if name == "loop" and e > 16:
             continue  # the plain reference indexes W[e] (copies W per expert in backward): 37x dense at E=64
         torch.manual_seed(1)  # same weights, hence the same routing, for every backend
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--experts", default="8,16,64")
     ap.add_argument("--top-k", default="1,2")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--backends", default=",".join(DISPATCHERS.names()), help="comma list; auto is always run")
     ap.add_argument("--json", default=None, help="also write results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -144,7 +145,8 @@ def main() -> None:
     rows = []
     for e in [int(v) for v in args.experts.split(",")]:
         for k in [int(v) for v in args.top_k.split(",")]:
-            times = bench_shape(args.tokens, args.d_model, args.d_ff, e, k, args.reps, args.device, dtype)
+            times = bench_shape(args.tokens, args.d_model, args.d_ff, e, k, args.reps, args.device, dtype,
+                                args.backends.split(","))
             ratio = {n: paired(times, n, "dense")[1] for n in times if n != "dense"}
             backends = {n: r for n, r in ratio.items() if n in DISPATCHERS}
             best = min(backends, key=backends.get)

@@ -61,7 +61,7 @@ class FitResult:
     flops_train: int
     flops_eval: int
     measurement: Measurement
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per evaluation: step, flops_train so far, metrics
 
 
 def iterations_per_epoch(n_train: int, batch_size: int) -> int:
@@ -168,7 +168,7 @@ def fit(
         n_eval = len(data.x_val) + len(data.x_test)
         flops_eval += n_eval * objective.infer_flops(model, data.x_train[:1], flop_cache)
         early.update(step, metrics)
-        history.append({"step": step, **metrics})
+        history.append({"step": step, "flops_train": flops_train, **metrics})
         extra = objective.step_logs() if hasattr(objective, "step_logs") else {}  # e.g. per-layer routing stats
         logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"], **extra}, step)
         return metrics
@@ -224,5 +224,6 @@ def fit(
         measured = window if measured is None else measured + window
     if snapshot_step is not None and snapshot_step == step and on_snapshot is not None:
         on_snapshot(model, optimizer, step)
-    return FitResult(metrics=history[-1], early_stop=early, steps=total_steps - start_step, flops_train=flops_train,
+    final = {k: v for k, v in history[-1].items() if k != "flops_train"}
+    return FitResult(metrics=final, early_stop=early, steps=total_steps - start_step, flops_train=flops_train,
                      flops_eval=flops_eval, measurement=measured, history=history)

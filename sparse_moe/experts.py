@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +16,15 @@ from torch import nn
 
 from .registry import Registry
 
-# name -> (function h[n, f_in] -> [n, f], gate multiplier: f_in = mult * f)
-ACTIVATIONS: Registry[tuple[Callable[[torch.Tensor], torch.Tensor], int]] = Registry("activation")
-ACTIVATIONS.register("gelu")((F.gelu, 1))
-ACTIVATIONS.register("relu")((F.relu, 1))
-ACTIVATIONS.register("silu")((F.silu, 1))
+
+@dataclass(frozen=True)
+class Activation:
+    """fn: h [n, mult * f] -> [n, f]; backward(h, grad_out) -> grad_h, the same ops autograd would run
+    (used by the fused expert kernel, which runs each expert's FFN backward by hand)."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    mult: int
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _swiglu(h: torch.Tensor) -> torch.Tensor:
@@ -27,7 +32,16 @@ def _swiglu(h: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-ACTIVATIONS.register("swiglu")((_swiglu, 2))
+def _swiglu_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    gate, up = h.chunk(2, dim=-1)
+    return torch.cat([torch.ops.aten.silu_backward(grad * up, gate), grad * F.silu(gate)], dim=-1)
+
+
+ACTIVATIONS: Registry[Activation] = Registry("activation")
+ACTIVATIONS.register("gelu")(Activation(F.gelu, 1, lambda h, g: torch.ops.aten.gelu_backward(g, h)))
+ACTIVATIONS.register("relu")(Activation(F.relu, 1, lambda h, g: torch.ops.aten.threshold_backward(g, h, 0)))
+ACTIVATIONS.register("silu")(Activation(F.silu, 1, lambda h, g: torch.ops.aten.silu_backward(g, h)))
+ACTIVATIONS.register("swiglu")(Activation(_swiglu, 2, _swiglu_backward))
 
 
 class Experts(nn.Module):
@@ -35,7 +49,8 @@ class Experts(nn.Module):
 
     def __init__(self, num_experts: int, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = False):
         super().__init__()
-        self.act, mult = ACTIVATIONS.get(activation)
+        self.activation = ACTIVATIONS.get(activation)
+        self.act, mult = self.activation.fn, self.activation.mult
         self.num_experts, self.d_model, self.d_ff, self.d_in = num_experts, d_model, d_ff, mult * d_ff
         self.w1 = nn.Parameter(torch.empty(num_experts, d_model, self.d_in))
         self.w2 = nn.Parameter(torch.empty(num_experts, d_ff, d_model))
@@ -76,7 +91,8 @@ class DenseFFN(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = False):
         super().__init__()
-        self.act, mult = ACTIVATIONS.get(activation)
+        activation_ = ACTIVATIONS.get(activation)
+        self.act, mult = activation_.fn, activation_.mult
         self.d_model, self.d_ff, self.d_in = d_model, d_ff, mult * d_ff
         self.w1 = nn.Parameter(torch.empty(d_model, self.d_in))
         self.w2 = nn.Parameter(torch.empty(d_ff, d_model))

@@ -45,3 +45,21 @@ def test_char_lm_on_default_corpus_records_sources(tmp_path):
     assert row["moe/num_experts"] == 4
     rerun = runner.run_job(cfg, tmp_path)  # finished: skipped, same row
     assert rerun[0]["bpc/test"] == row["bpc/test"]
+
+
+CHARLM_TINY = ["experiment=moe_charlm", "progress=false", "optim.steps=4", "optim.eval_every=2",
+               "data.max_chars=20000"]
+
+
+@pytest.mark.parametrize("variant,experts", [("charlm/e4_top2", 4), ("charlm/e16_top1", 16)])
+def test_charlm_variants_match_dense_active_flops(tmp_path, variant, experts):
+    dense = runner.run_job(compose([*CHARLM_TINY, "variant=charlm/dense"]), tmp_path / "d")[0]
+    moe = runner.run_job(compose([*CHARLM_TINY, f"variant={variant}"]), tmp_path / "m")[0]
+    # Per sample = one window of block_size=64 tokens through n_layer=2 blocks; the MoE adds only its routers.
+    router = 2 * 64 * experts * 64 * 2
+    assert moe["flops/infer_per_sample"] - dense["flops/infer_per_sample"] == router
+    for row in (dense, moe):  # the scaling curve: evaluations at steps 2 and 4, FLOPs counted so far
+        curve = row["curve/val"]
+        assert [p["step"] for p in curve] == [2, 4]
+        assert curve[-1]["flops_train"] == row["flops/train_total"] == 2 * curve[0]["flops_train"]
+        assert curve[-1]["bpc/val"] == row["bpc/val"]

@@ -142,6 +142,9 @@ def run_moe(cfg, ctx: RunContext) -> list[dict]:
         **{k: v for k, v in result.metrics.items() if k != "step"},
         **{f"{k}_at_early_stop": v for k, v in result.early_stop.at_best.items() if k.endswith("/test")},
         "early_stop_step": result.early_stop.best_step,
+        # Validation metrics at every evaluation against training FLOPs counted so far (the scaling curve).
+        "curve/val": [{"step": h["step"], "flops_train": h["flops_train"],
+                       **{k: v for k, v in h.items() if k.endswith("/val")}} for h in result.history],
         "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
         "flops/infer_per_sample": executed, "flops/infer_per_sample_dense": executed + dense_bound_flops(model, example),
         "flops/convention": CONVENTION, "params/total": total_params, "params/nonzero": nonzero,

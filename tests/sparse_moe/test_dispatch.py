@@ -60,7 +60,7 @@ def test_backend_matches_loop(backend, router, k, cf, dtype, tol, bias):
         assert gp0["router.weight"].abs().sum() > 0  # the router really receives gradient
 
 
-@pytest.mark.parametrize("backend", ["loop", "sort_split", "padded_bmm"])
+@pytest.mark.parametrize("backend", ["loop", "sort_split", "fused_ffn", "padded_bmm"])
 def test_gradcheck_fp64(backend):
     torch.manual_seed(1)
     layer = MoELayer(4, 6, 3, router="mixtral", top_k=2, dispatch=backend, bias=True).double()
@@ -75,5 +75,5 @@ def test_gradcheck_fp64(backend):
 
 
 def test_unknown_backend_names_allowed():
-    with pytest.raises(ValueError, match="dispatch 'nope' unknown; allowed: auto, grouped_mm, loop"):
+    with pytest.raises(ValueError, match="dispatch 'nope' unknown; allowed: auto, fused_ffn, grouped_mm, loop"):
         MoELayer(8, 8, 2, dispatch="nope")

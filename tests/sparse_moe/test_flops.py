@@ -22,7 +22,7 @@ def _count(layer, x, g):
     "router,k,cf,shared",
     [("switch", 1, 1.0, 0), ("mixtral", 2, None, 1), ("gshard", 2, 0.5, 0), ("expert_choice", 2, None, 0), ("hash", 1, None, 0)],
 )
-@pytest.mark.parametrize("backend", ["loop", "sort_split", "grouped_mm", "padded_bmm"])
+@pytest.mark.parametrize("backend", ["loop", "sort_split", "fused_ffn", "grouped_mm", "padded_bmm"])
 def test_analytic_equals_flop_counter(router, k, cf, shared, backend):
     torch.manual_seed(0)
     layer = MoELayer(16, 32, 4, router=router, top_k=k, capacity_factor=cf, num_shared_experts=shared, dispatch=backend)
