@@ -5,7 +5,7 @@
     loss = task_loss + aux.weighted_loss
 
 Routers (ROUTERS): switch, gshard, mixtral, expert_choice, deepseek_v3, hash. Dispatch (DISPATCHERS): loop
-(reference), sort_split, grouped_mm, padded_bmm; "auto" picks per device. Shared experts:
+(reference), sort_split, fused_ffn, grouped_mm, padded_bmm; "auto" picks per device. Shared experts:
 num_shared_experts=n (dense FFNs every token passes through). Fine-grained experts (DeepSeekMoE): split each
 expert m ways with num_experts=m*E, d_ff=f/m, top_k=m*k -- same active FLOPs, more routing choices.
 Models (sparse_moe.models) return (output, [MoEAux per MoE layer]); data in sparse_moe.data.

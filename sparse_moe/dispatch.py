@@ -4,14 +4,18 @@ Each backend: (x [T, d], token [N], expert [N], weight [N], experts, capacity) -
 Tokens with no assignment get y = 0 (the caller's residual carries them).
 
 `auto` choice, from benchmarks/moe_dispatch.py (CPU, fp32, 1 thread, T=4096 d=256 f=1024, SwiGLU, fwd+bwd,
-ratio to the dense FFN of width k*f; taken on a shared 2-core VM at load average ~8, so +-10% is noise):
-    E=8  k=1/2: grouped_mm 1.05/1.01  sort_split 1.09/1.00  padded_bmm 1.28/1.07  (HF Mixtral 1.08/1.02)
-    E=16 k=1/2: grouped_mm 1.10/1.07  sort_split 1.06/1.06  padded_bmm 1.21/1.25  (HF Mixtral 1.06/1.10)
-    E=64 k=1/2: grouped_mm 1.73/1.14  sort_split 1.76/1.15  padded_bmm 2.08/1.65  (HF Mixtral 1.66/1.15)
-sort_split and grouped_mm are within noise of each other on every shape; sort_split also runs fp64 and any
-width, so CPU -> sort_split. CUDA -> grouped_mm is NOT measured (no GPU was available): one kernel instead of
-E launches; re-measure with `--device cuda`. grouped_mm falls back to sort_split where unsupported (fp64,
-strides not 16-byte aligned).
+median over 25 shuffled rounds of the per-round ratio to the dense FFN of width k*f, PyTorch THP allocation on
+as the leanlab CLI runs; shared 2-core VM: `auto` and the backend it resolves to, timed as separate arms,
+differ by up to 8%, so read +-8% as noise):
+    E=8  k=1/2: fused_ffn 1.02/0.94  sort_split 1.02/1.05  grouped_mm 1.00/1.07  (HF Mixtral block 1.03/1.12)
+    E=16 k=1/2: fused_ffn 1.06/0.86  sort_split 1.13/0.88  grouped_mm 1.03/0.98  (HF Mixtral block 1.10/0.97)
+    E=64 k=1/2: fused_ffn 1.53/1.10  sort_split 1.50/0.98  grouped_mm 1.49/0.92  (HF Mixtral block 1.58/1.03)
+fused_ffn keeps each expert's intermediates in cache, which pays where experts get many rows (k=2, E<=16:
+5-15% over sort_split here and in a stand-alone check); at E=64 (64 rows per expert) all per-expert-matmul
+backends are equal within noise, bounded by streaming 200 MB of expert weights twice and writing 200 MB of
+their gradients each step. CPU -> fused_ffn (runs fp64 and any width). CUDA -> grouped_mm is NOT measured (no
+GPU was available): one kernel instead of E launches; re-measure with `--device cuda`. grouped_mm falls back to
+fused_ffn where unsupported (fp64, strides not 16-byte aligned).
 """
 
 from __future__ import annotations
@@ -141,7 +145,7 @@ def resolve_dispatch(name: str, x: torch.Tensor, experts: Experts) -> Backend:
     """The backend for `name`; `auto` picks per device (AUTO_BY_DEVICE) with a supported fallback."""
     if name != "auto":
         return DISPATCHERS.get(name)
-    choice = AUTO_BY_DEVICE.get(x.device.type, "sort_split")
+    choice = AUTO_BY_DEVICE.get(x.device.type, "fused_ffn")
     if choice == "grouped_mm" and not grouped_mm_supported(x, experts):
-        choice = "sort_split"
+        choice = "fused_ffn"
     return DISPATCHERS.get(choice)

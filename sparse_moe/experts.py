@@ -37,10 +37,23 @@ def _swiglu_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ops.aten.silu_backward(grad * up, gate), grad * F.silu(gate)], dim=-1)
 
 
+def _gelu_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.gelu_backward(grad, h)
+
+
+def _relu_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.threshold_backward(grad, h, 0)
+
+
+def _silu_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.silu_backward(grad, h)
+
+
+# Module-level functions, not lambdas: a model holding them stays picklable (torch.save(model), spawn).
 ACTIVATIONS: Registry[Activation] = Registry("activation")
-ACTIVATIONS.register("gelu")(Activation(F.gelu, 1, lambda h, g: torch.ops.aten.gelu_backward(g, h)))
-ACTIVATIONS.register("relu")(Activation(F.relu, 1, lambda h, g: torch.ops.aten.threshold_backward(g, h, 0)))
-ACTIVATIONS.register("silu")(Activation(F.silu, 1, lambda h, g: torch.ops.aten.silu_backward(g, h)))
+ACTIVATIONS.register("gelu")(Activation(F.gelu, 1, _gelu_backward))
+ACTIVATIONS.register("relu")(Activation(F.relu, 1, _relu_backward))
+ACTIVATIONS.register("silu")(Activation(F.silu, 1, _silu_backward))
 ACTIVATIONS.register("swiglu")(Activation(_swiglu, 2, _swiglu_backward))
 
 

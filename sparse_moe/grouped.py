@@ -1,4 +1,5 @@
-"""Grouped matmul for rows sorted by expert, with its own backward (the `sort_split` backend's kernel).
+"""Per-expert kernels for rows sorted by expert, with their own backward: `grouped_linear` (one matmul per
+expert, the `sort_split` backend) and `grouped_ffn` (each expert's whole FFN in one pass, `fused_ffn`).
 
 out[rows of e] = x[rows of e] @ w[e]. Forward and backward write every per-expert product straight into
 preallocated outputs (`torch.mm(..., out=...)`): no `cat` of outputs, and no `unbind` -> `stack` copy of

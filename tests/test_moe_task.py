@@ -51,9 +51,9 @@ CHARLM_TINY = ["experiment=moe_charlm", "progress=false", "optim.steps=4", "opti
                "data.max_chars=20000"]
 
 
-@pytest.mark.parametrize("variant,experts", [("charlm/e4_top2", 4), ("charlm/e16_top1", 16)])
+@pytest.mark.parametrize("variant,experts", [("charlm_e4_top2", 4), ("charlm_e16_top1", 16)])
 def test_charlm_variants_match_dense_active_flops(tmp_path, variant, experts):
-    dense = runner.run_job(compose([*CHARLM_TINY, "variant=charlm/dense"]), tmp_path / "d")[0]
+    dense = runner.run_job(compose([*CHARLM_TINY, "variant=charlm_dense"]), tmp_path / "d")[0]
     moe = runner.run_job(compose([*CHARLM_TINY, f"variant={variant}"]), tmp_path / "m")[0]
     # Per sample = one window of block_size=64 tokens through n_layer=2 blocks; the MoE adds only its routers.
     router = 2 * 64 * experts * 64 * 2

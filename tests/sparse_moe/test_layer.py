@@ -240,3 +240,14 @@ def test_bad_input_shapes():
         layer(torch.randn(3, 7))
     with pytest.raises(ValueError, match="mask shape"):
         layer(torch.randn(3, 8), mask=torch.ones(4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "silu", "swiglu"])
+def test_layer_pickles_and_computes_the_same(activation):
+    # torch.save(model) and spawned workers pickle modules; the activation registry must not hold lambdas.
+    import pickle
+
+    torch.manual_seed(0)
+    layer = MoELayer(8, 16, 4, activation=activation, dispatch="fused_ffn")
+    x = torch.randn(10, 8)
+    assert torch.equal(pickle.loads(pickle.dumps(layer))(x)[0], layer(x)[0])
