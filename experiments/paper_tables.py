@@ -164,18 +164,23 @@ def plot_moe_scaling(rows: list[dict], path: Path) -> None:
     def label(r: dict) -> str:
         return "dense" if r["moe/ffn"] == "dense" else f"E={r['moe/num_experts']} top-{r['moe/top_k']}"
 
+    def order(r: dict) -> tuple:
+        return r["moe/ffn"] != "dense", r["moe/num_experts"], r["moe/top_k"]
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name in sorted({label(r) for r in rows}, key=lambda n: (n != "dense", n)):
+    names = list(dict.fromkeys(label(r) for r in sorted(rows, key=order)))
+    for i, name in enumerate(names):  # one colour per model in both panels
         members = [r for r in rows if label(r) == name]
         curves = [r["curve/val"] for r in members if r.get("curve/val")]
         if curves:
             n = min(len(c) for c in curves)  # seeds evaluated at the same steps
             xs = [statistics.mean(c[i]["flops_train"] for c in curves) for i in range(n)]
             ys = [statistics.mean(c[i]["bpc/val"] for c in curves) for i in range(n)]
-            left.plot(xs, ys, "-" if name != "dense" else "k--", marker=".", label=name)
+            left.plot(xs, ys, "--" if name == "dense" else "-", color=f"C{i}", marker=".", label=name)
         energy = [r["energy/joules"] for r in members if r.get("energy/joules") is not None]
         if energy:
-            right.plot(statistics.mean(energy), statistics.mean(r["bpc/test"] for r in members), "o", label=name)
+            right.plot(statistics.mean(energy), statistics.mean(r["bpc/test"] for r in members), "o", color=f"C{i}",
+                       label=name)
     left.set_ylabel("validation bits per character")
     right.set_ylabel("test bits per character")
     for ax, xlabel in ((left, "training FLOPs (counted)"), (right, "training + eval energy, J (as labelled)")):
