@@ -45,6 +45,7 @@ LTH_COLUMNS = [
 
 MOE_COLUMNS = [
     ("moe/ffn", "ffn", "{}"), ("moe/d_ff", "d_ff", "{}"), ("moe/num_experts", "E", "{}"), ("moe/top_k", "k", "{}"),
+    ("train/steps", "steps", "{}"),
     ("mse/test", "test MSE", "{:.4f}"), ("bpc/test", "test bpc", "{:.3f}"), ("acc/test", "test acc", "{:.3f}"),
     ("flops/infer_per_sample", "infer FLOPs", "{:.3g}"), ("params/total", "params", "{:.3g}"),
     ("params/active_per_token", "active params", "{:.3g}"), ("flops/train_total", "train FLOPs", "{:.3g}"),

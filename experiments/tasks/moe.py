@@ -138,7 +138,7 @@ def run_moe(cfg, ctx: RunContext) -> list[dict]:
     row = {
         "moe/ffn": model_cfg.ffn, "moe/num_experts": moe.num_experts if experts else 0,
         "moe/top_k": moe.top_k if experts else 0, "moe/router": moe.router if experts else "none",
-        "moe/d_ff": model_cfg.d_ff,
+        "moe/d_ff": model_cfg.d_ff, "train/steps": total,
         **{k: v for k, v in result.metrics.items() if k != "step"},
         **{f"{k}_at_early_stop": v for k, v in result.early_stop.at_best.items() if k.endswith("/test")},
         "early_stop_step": result.early_stop.best_step,
