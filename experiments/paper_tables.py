@@ -23,15 +23,20 @@ LTH_CURVE_COLUMNS = [
 ]
 
 
-def _finish(fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
-    """Log x axis, labels, grid, legend; save and close."""
-    import matplotlib.pyplot as plt
-
+def _style(ax, xlabel: str, ylabel: str) -> None:
+    """Log x axis, labels, grid, legend."""
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
+    """Style the one axis; save and close."""
+    import matplotlib.pyplot as plt
+
+    _style(ax, xlabel, ylabel)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -183,16 +188,8 @@ def plot_moe_scaling(rows: list[dict], path: Path) -> None:
         if energy:
             right.plot(statistics.mean(energy), statistics.mean(r["bpc/test"] for r in members), "o", color=f"C{i}",
                        label=name)
-    left.set_ylabel("validation bits per character")
-    right.set_ylabel("test bits per character")
-    for ax, xlabel in ((left, "training FLOPs (counted)"), (right, "training + eval energy, J (as labelled)")):
-        ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _style(left, "training FLOPs (counted)", "validation bits per character")
+    _finish(fig, right, path, "training + eval energy, J (as labelled)", "test bits per character")
 
 
 TABLES.register("moe_charlm")(TableSpec(

@@ -1,3 +1,4 @@
+import csv
 import json
 
 from experiments.records import write_summary
@@ -48,4 +49,24 @@ def test_named_table_writes_files_and_plot(tmp_path):
     assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "sweep"), "--out", str(out)]) == 0
     table = (out / "table.csv").read_text().splitlines()
     assert table[2].startswith("1,ticket,80 ± 0 (n=2),0.65 ± 0.014 (n=2)")
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_moe_charlm_table_keeps_dense_runs_of_different_length_apart(tmp_path):
+    def row(ffn, e, k, steps, bpc, seed):
+        curve = [{"step": s, "flops_train": 10 * s, "bpc/val": bpc + 1 / s} for s in (steps // 2, steps)]
+        return {"moe/ffn": ffn, "moe/d_ff": 256, "moe/num_experts": e, "moe/top_k": k, "train/steps": steps,
+                "bpc/test": bpc, "energy/joules": 5.0 * steps, "curve/val": curve, "seed": seed}
+
+    for seed in (0, 1):
+        for i, r in enumerate([row("dense", 0, 0, 2000, 2.8, seed), row("dense", 0, 0, 3600, 2.6, seed),
+                               row("moe", 16, 1, 2000, 2.7, seed)]):
+            job = tmp_path / "sweep" / f"{seed}_{i}"
+            job.mkdir(parents=True)
+            write_summary(job, "completed", [r])
+    out = tmp_path / "results"
+    assert main(["moe_charlm", "--runs", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    table = list(csv.DictReader((out / "table.csv").read_text().splitlines()))
+    assert [(r["ffn"], r["steps"], r["test bpc"]) for r in table] == [
+        ("dense", "2000", "2.8 ± 0 (n=2)"), ("dense", "3600", "2.6 ± 0 (n=2)"), ("moe", "2000", "2.7 ± 0 (n=2)")]
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
