@@ -178,11 +178,11 @@ def plot_moe_scaling(rows: list[dict], path: Path) -> None:
     names = list(dict.fromkeys(label(r) for r in sorted(rows, key=order)))
     for i, name in enumerate(names):  # one colour per model in both panels
         members = [r for r in rows if label(r) == name]
-        curves = [r["curve/val"] for r in members if r.get("curve/val")]
+        curves = [{p["step"]: p for p in r["curve/val"]} for r in members if r.get("curve/val")]
         if curves:
-            n = min(len(c) for c in curves)  # seeds evaluated at the same steps
-            xs = [statistics.mean(c[i]["flops_train"] for c in curves) for i in range(n)]
-            ys = [statistics.mean(c[i]["bpc/val"] for c in curves) for i in range(n)]
+            steps = sorted(set.intersection(*(set(c) for c in curves)))  # mean over seeds at shared steps only
+            xs = [statistics.mean(c[s]["flops_train"] for c in curves) for s in steps]
+            ys = [statistics.mean(c[s]["bpc/val"] for c in curves) for s in steps]
             left.plot(xs, ys, "--" if name.startswith("dense") else "-", color=f"C{i}", marker=".", label=name)
         energy = [r["energy/joules"] for r in members if r.get("energy/joules") is not None]
         if energy:
