@@ -25,7 +25,7 @@ from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
 from experiments.records import atomic_write_json, read_json, write_summary
 from experiments.tables import TASK_COLUMNS, render
-from experiments.tasks import TASKS
+from experiments.tasks.registry import TASKS
 from meter import Meter
 from meter.schedule import plan_from_config
 

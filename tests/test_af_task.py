@@ -174,8 +174,8 @@ def test_policy_head_action_through_the_task(tmp_path):
 
 
 def test_every_configurable_baseline_has_settings():
-    from experiments.config import AF_BASELINES
     from experiments.tasks.adaptive_frames import BASELINE_SETTINGS
+    from experiments.tasks.af_config import AF_BASELINES
 
     assert sorted(AF_BASELINES) == BASELINE_SETTINGS.names()
 

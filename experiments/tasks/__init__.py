@@ -1,7 +1,9 @@
-"""Tasks: one function per experiment family, `task(cfg, ctx) -> list[row]`, looked up by `cfg.task`."""
+"""Tasks: one function per experiment family, `task(cfg, ctx) -> list[row]`, looked up by `cfg.task`.
 
-from lth.registry import Registry
+Importing this package registers every task (each module registers its own in `experiments.tasks.registry`).
+"""
 
-TASKS: Registry = Registry("task")
+from experiments.tasks import adaptive_frames, lth, lth_transfer, moe  # noqa: F401  (each registers its task)
+from experiments.tasks.registry import TASKS
 
-from experiments.tasks import adaptive_frames, lth, lth_transfer, moe  # noqa: E402,F401  (each registers its task)
+__all__ = ["TASKS"]

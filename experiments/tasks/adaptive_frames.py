@@ -62,11 +62,11 @@ from experiments.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from experiments.config import ConfigError
 from experiments.context import RunContext
 from experiments.preemption import Preempted
 from experiments.records import atomic_write_json, read_json
-from experiments.tasks import TASKS
+from experiments.schema import ConfigError
+from experiments.tasks.registry import TASKS
 from experiments.trainer import carbon_gate
 from lth.registry import Registry
 from meter import Measurement

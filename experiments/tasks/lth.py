@@ -28,7 +28,7 @@ from experiments.context import RunContext
 from experiments.optim import lr_factor
 from experiments.records import atomic_write_json as _atomic_write_json
 from experiments.records import read_json
-from experiments.tasks import TASKS
+from experiments.tasks.registry import TASKS
 from experiments.trainer import fit, iterations_per_epoch
 from lth import (
     STRATEGIES,

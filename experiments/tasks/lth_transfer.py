@@ -11,7 +11,6 @@ import dataclasses
 
 from experiments.checkpoint import load_checkpoint
 from experiments.context import RunContext
-from experiments.tasks import TASKS
 from experiments.tasks.lth import (
     LevelFiles,
     apply_mask,
@@ -23,6 +22,7 @@ from experiments.tasks.lth import (
     schedule,
     train_unit,
 )
+from experiments.tasks.registry import TASKS
 
 
 @TASKS.register("lth_transfer")

@@ -17,7 +17,7 @@ from experiments import distributed
 from experiments.context import RunContext
 from experiments.objectives import OBJECTIVES, Objective, _split_output
 from experiments.records import atomic_write_json, read_json
-from experiments.tasks import TASKS
+from experiments.tasks.registry import TASKS
 from experiments.trainer import fit, iterations_per_epoch
 from lth.data import Splits
 from lth.registry import Registry

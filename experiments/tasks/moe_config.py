@@ -1,0 +1,57 @@
+"""Config schemas of the `moe` task: clustered regression and character-LM data, and their models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from experiments.schema import check as _check
+from experiments.schema import schema
+from sparse_moe.data import ClusteredRegressionConfig
+from sparse_moe.models import CharTransformerConfig, RegressionMLPConfig
+
+
+@schema("data", "base_clustered")
+@dataclass
+class ClusteredDataCfg(ClusteredRegressionConfig):
+    """sparse_moe's clustered regression task, generated in memory; `val_fraction` of train held out."""
+
+    name: str = "clustered_regression"
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+
+
+
+@schema("data", "base_chars")
+@dataclass
+class CharDataCfg:
+    """Character-level text: `path` (UTF-8) or, when null, Python standard-library sources (offline anywhere)."""
+
+    name: str = "chars"
+    path: Optional[str] = None
+    val_fraction: float = 0.1
+    max_chars: Optional[int] = None  # truncate the training text (smoke runs)
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "(0, 1)")
+        _check(self.max_chars is None or self.max_chars > 0, "data.max_chars", self.max_chars, "> 0 or null")
+
+
+
+@schema("model", "base_moe_regression")
+@dataclass
+class MoERegressionModelCfg(RegressionMLPConfig):
+    name: str = "regression_mlp"
+
+
+
+@schema("model", "base_moe_char")
+@dataclass
+class MoECharModelCfg(CharTransformerConfig):
+    """vocab_size is set from the corpus at run time."""
+
+    name: str = "char_transformer"
+
