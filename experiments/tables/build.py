@@ -37,7 +37,7 @@ class Table:
 
     @property
     def notes(self) -> list[str]:
-        return [f"{c.header}: {self.rows[0].get(c.key)} (every row)" for c in self.noted]
+        return [f"{c.header}: {self.rows[0][c.key]} (every row)" for c in self.noted if self.rows[0].get(c.key) is not None]
 
 
 def sort_key(value) -> tuple:
@@ -143,7 +143,7 @@ def caption(rows: list[dict], table: Table, about: str = "") -> str:
     """What was run, read from the runs' configs, what a cell means, then the table's own description."""
     parts = []
     for words, key in CAPTION_KEYS:
-        values = list(dict.fromkeys(v for r in rows if (v := config_value(r, key)) not in (WILDCARD, None)))
+        values = sorted({v for r in rows if (v := config_value(r, key)) not in (WILDCARD, None)}, key=sort_key)
         if values:
             parts.append(f"{words} {' or '.join(map(str, values))}")
     seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None}, key=sort_key)

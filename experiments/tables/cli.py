@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         if spec and rows:
             plotted = [{**r, "variant": variant(r, table.split_by)} for r in rows]
             plot = partial(spec.plot, plotted, title=title(args.table, rows))
-        written = write_outputs(args.out, {k: (v + "\n").encode() for k, v in files.items()}, plot)
+        try:
+            written = write_outputs(args.out, {k: (v + "\n").encode() for k, v in files.items()}, plot)
+        except KeyError as e:  # nothing was written
+            parser.exit(2, f"leanlab-tables: error: the {args.table} plot needs row key {e} that some runs under "
+                           f"{', '.join(map(str, paths))} lack; nothing was written to {args.out}\n")
         print(f"wrote {', '.join(sorted(files) + (['plot.png'] if plot else []))} to {written}", file=sys.stderr)
     return 0 if rows or not runs.missing else 1

@@ -47,7 +47,7 @@ TABLES.register("lth_resnet20_retrain")(TableSpec(
     sort_by=["lth/level"],
     about="Renda et al. 2020: ResNet-20 / CIFAR-10 retraining modes; published at 10.7% density: LR rewinding "
           "91.2, weight rewinding 91.0, fine-tuning 89.8, rewind-to-init 86.7 (dense 91.7).",
-    plot=partial(plot_accuracy_vs_sparsity, series=("lth/retrain", "lth/rewind_step")),
+    plot=partial(plot_accuracy_vs_sparsity, series=lambda r: f"{r['lth/retrain']}, rewind to it {r['lth/rewind_step']}"),
 ))
 
 

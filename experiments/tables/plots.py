@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from experiments.tables.build import group, number
@@ -88,12 +89,16 @@ def save(fig, path: Path, title: str, note: str) -> None:
     _plt().close(fig)
 
 
+def by_kind(row: dict) -> str:
+    return str(row.get("lth/kind"))
+
+
 def plot_accuracy_vs_sparsity(rows: list[dict], path: Path, title: str, metric: str = "acc/test",
-                              series: tuple[str, ...] = ("lth/kind",)) -> None:
+                              series: Callable[[dict], str] = by_kind) -> None:
     """`metric` against % weights remaining (log x, decreasing), one line per `series` value; a series that
     has no dense run (the baselines) starts from the dense run of its variant."""
     fig, ax = _plt().subplots(figsize=(6.5, 4.5))
-    label = {id(r): name(r, ", ".join(str(r.get(k)) for k in series)) for r in rows}
+    label = {id(r): name(r, series(r)) for r in rows}
     counts = []
     for line in sorted(set(label.values())):
         members = [r for r in rows if label[id(r)] == line]
