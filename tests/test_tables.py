@@ -149,9 +149,10 @@ def test_different_steps_and_sweeps_are_never_pooled_silently(tmp_path, capsys):
         (tmp_path / "twice" / sweep).mkdir(parents=True)
         (tmp_path / "twice" / sweep / "multirun.yaml").write_text("{}\n")
         _one_row_jobs(tmp_path / "twice" / sweep / "jobs", [0.5, 0.7])
-    assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "twice"), "--format", "csv"]) == 0
-    assert [(r["sweep"], r["runs"]) for r in _csv_text(capsys.readouterr().out)] == [("2026-01-01", "2"),
-                                                                                     ("2026-02-01", "2")]
+    for roots in (["twice"], ["twice/2026-01-01", "twice/2026-02-01"]):  # one --runs folder or one per sweep
+        assert main(["lth_mnist1d_curve", "--format", "csv", "--runs", *[str(tmp_path / r) for r in roots]]) == 0
+        assert [(r["sweep"], r["runs"]) for r in _csv_text(capsys.readouterr().out)] == [("2026-01-01", "2"),
+                                                                                         ("2026-02-01", "2")]
 
 
 def test_caption_comes_from_the_configs(tmp_path):
@@ -200,6 +201,19 @@ def test_run_table_written_to_the_run_folder_with_a_constant_method_as_a_note(tm
     rows[1]["energy/method"] = "measured:rapl"
     assert "| energy method |" in write_run_table(tmp_path, rows, "lth").splitlines()[0] + "|"
     assert "test acc" in write_run_table(tmp_path, rows, "a_task_without_columns")
+
+
+def test_a_run_writes_its_table_into_its_folder(tmp_path):
+    from tests.helpers import FAST, run_cli
+
+    job = tmp_path / "job"
+    result = run_cli([*FAST, "method.levels=0", f"hydra.run.dir={job}"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    table = (job / "table.md").read_text()
+    assert table.rstrip("\n") in result.stdout
+    assert [line.split(" | ")[:2] for line in table.splitlines() if line.startswith("| ")] == [
+        ["| level", "kind"], ["| 0", "ticket"]]
+    assert "- energy method: " in table and "| energy method |" not in table
 
 
 def test_tables_registered_whatever_is_imported_first():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,18 @@ def job_config(job: Path, root: Path) -> dict:
     flat = {k: v for k, v in flatten(cfg or {}).items() if k.split(".")[0] not in NOT_CONFIGURATION}
     sweep = next((p for p in [job, *job.parents] if (p / "multirun.yaml").exists()), None)
     if sweep is not None:
-        flat[SWEEP_KEY] = str(sweep.relative_to(root)) if sweep.is_relative_to(root) else str(sweep)
+        flat[SWEEP_KEY] = str(sweep.resolve())
     return flat
+
+
+def _shorten_sweeps(rows: list[dict]) -> None:
+    """Sweep folders named relative to the folder that holds them all (a sweep's own name when only one)."""
+    sweeps = {r["config"][SWEEP_KEY] for r in rows if SWEEP_KEY in r["config"]}
+    common = os.path.commonpath(sweeps) if len(sweeps) > 1 else None
+    for r in rows:
+        if SWEEP_KEY in r["config"]:
+            path = r["config"][SWEEP_KEY]
+            r["config"][SWEEP_KEY] = os.path.relpath(path, common) if common else Path(path).name
 
 
 def load_runs(paths: list[Path]) -> Runs:
@@ -67,6 +78,7 @@ def load_runs(paths: list[Path]) -> Runs:
                 continue
             config = job_config(job, root)
             runs.rows.extend({**r, "job_dir": str(job), "config": dict(config)} for r in summary["records"])
+    _shorten_sweeps(runs.rows)
     return runs
 
 
