@@ -145,6 +145,9 @@ def test_different_steps_and_sweeps_are_never_pooled_silently(tmp_path, capsys):
     assert main(["lth_mnist1d_curve", "--runs", str(tmp_path), "--pool", "optim.steps", "--format", "csv"]) == 0
     (pooled,) = _csv_text(capsys.readouterr().out)
     assert pooled["runs"] == "4" and float(pooled["acc/test/mean"]) == pytest.approx(0.7)
+    with pytest.raises(SystemExit) as exit_:
+        main(["lth_mnist1d_curve", "--runs", str(tmp_path), "--pool", "optim.step"])
+    assert exit_.value.code == 2 and "did you mean 'optim.steps'?" in capsys.readouterr().err
     for sweep in ("2026-01-01", "2026-02-01"):  # the same sweep run twice: two rows, told apart by folder
         (tmp_path / "twice" / sweep).mkdir(parents=True)
         (tmp_path / "twice" / sweep / "multirun.yaml").write_text("{}\n")

@@ -14,6 +14,7 @@ overwrites: an existing, non-empty folder gets the table in a new version folder
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import shutil
 import sys
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
     rows = dedupe(runs.rows, spec.dedupe_by) if spec and spec.dedupe_by else runs.rows
     pool = [*(spec.pool if spec else []), *filter(None, args.pool.split(","))]
+    known = set().union(*(r["config"] for r in rows))
+    for key in [k for k in pool if k not in known and rows]:
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        parser.error(f"--pool {key!r} is not a config key of these runs" + (f"; did you mean {near[0]!r}?" if near
+                                                                           else ""))
     table = build_table(rows, columns, group_by, pool, sort_by=spec.sort_by if spec else None)
     text = caption(rows, table, spec.about if spec else "")
     print(RENDERERS[args.format](table, text))
