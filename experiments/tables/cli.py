@@ -23,10 +23,10 @@ from functools import partial
 from pathlib import Path
 
 from experiments.tables.build import build_table, caption, config_value, variant
-from experiments.tables.columns import LTH_COLUMNS
+from experiments.tables.columns import DEFAULT_RUN_COLUMNS
 from experiments.tables.render import to_csv, to_latex, to_markdown
 from experiments.tables.runs import dedupe, load_runs
-from experiments.tables.spec import TABLES, Column, TableSpec
+from experiments.tables.spec import RUN_COLUMNS, TABLES, Column, TableSpec
 
 RENDERERS = {"md": to_markdown, "csv": lambda table, text="": to_csv(table), "latex": to_latex}
 
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", nargs="+", type=Path, help="run folders or folders containing them")
     parser.add_argument("--output-root", type=Path, default=Path("outputs"))
     parser.add_argument("--format", default="md", choices=sorted(RENDERERS))
-    parser.add_argument("--columns", default=None, help="comma-separated row keys (default: the table's, or LTH's)")
+    parser.add_argument("--columns", default=None, help="comma-separated row keys (default: the table's, or those of the runs' task)")
     parser.add_argument("--group-by", default=None, help="comma-separated keys; mean ± std over the other runs")
     parser.add_argument("--pool", default="", help="comma-separated config keys (e.g. optim.steps, sweep) whose "
                         "differing values may share a row; by default any differing config value splits rows")
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(paths)
     except ValueError as e:
         parser.error(str(e))
-    columns = spec.columns if spec else LTH_COLUMNS
+    tasks = {config_value(r, "task") for r in runs.rows}
+    task = next(iter(tasks)) if len(tasks) == 1 else None
+    columns = spec.columns if spec else RUN_COLUMNS.get(task) if task in RUN_COLUMNS else DEFAULT_RUN_COLUMNS
     if args.columns:
         columns = [Column(k, k, "{:.4g}") for k in args.columns.split(",")]
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
