@@ -77,7 +77,11 @@ def test_single_run_shows_its_value_alone_and_a_seed_column_when_not_aggregated(
     rows = [{"lth/level": 1, "lth/kind": "ticket", "acc/test": 0.625, "seed": 4}]
     table = build_table(rows, ACC, group_by=["lth/level", "lth/kind"])
     assert to_markdown(table).splitlines()[-1] == "| 1 | ticket | 1 | 0.625 |"  # no "± 0 (n=1)"
+    assert "mAP" not in to_markdown(build_table([{**rows[0], "map/test": None}], [*ACC, Column("map/test", "mAP")],
+                                                ["lth/level"]))  # a column no run has is not shown
     runs = [{**rows[0], "seed": s, "acc/test": a} for s, a in ((0, 0.5), (1, 0.75))]
+    twice = build_table([*runs, runs[0]], ACC, ["lth/level", "lth/kind"])
+    assert twice.rows[0]["runs"] == 3 and "holds a seed more than once ([0, 0, 1]" in twice.warnings[0]
     flat = build_table(runs, ACC, group_by=[])
     assert [c.key for c in flat.shown] == ["seed", "lth/level", "lth/kind", "acc/test"]
     assert _csv_text(to_csv(flat)) == [{"seed": "0", "lth/level": "1", "lth/kind": "ticket", "acc/test": "0.5"},

@@ -28,12 +28,15 @@ class Table:
     rows: list[dict]  # cells: Stat for aggregated metrics, plain values otherwise
     aggregated: bool = False
     split_by: list[str] = field(default_factory=list)  # config keys that made separate rows
+    warnings: list[str] = field(default_factory=list)  # e.g. one seed twice in a row
     noted: list[Column] = field(default_factory=list)  # `note` columns one value fills: a line under the table
 
     @property
     def shown(self) -> list[Column]:
-        """The columns a Markdown or LaTeX table shows (noted ones become lines under it)."""
-        return [c for c in self.columns if c not in self.noted]
+        """The columns a Markdown or LaTeX table shows: not the noted ones (lines under it), nor a column no row
+        has a value in (e.g. mAP beside accuracy)."""
+        return [c for c in self.columns
+                if c not in self.noted and any(r.get(c.key) is not None for r in self.rows)]
 
     @property
     def notes(self) -> list[str]:
@@ -119,16 +122,21 @@ def build_table(rows: list[dict], columns: list[Column], group_by: list[str], po
         out = [*split_cols, *lead, *shown]
         return Table(out, rows, aggregated=False, split_by=split_by, noted=_noted(rows, out))
     keys = list(group_by) + split_by
-    table_rows = []
+    table_rows, warnings = [], []
     for key, members in group(rows, keys).items():
         cells = dict(zip(keys, key))
         cells[RUNS.key] = len(members)
+        seeds = [m.get("seed") for m in members]
+        if len(set(seeds)) < len(seeds):
+            warnings.append(f"row {key} holds a seed more than once ({sorted(seeds, key=sort_key)}; jobs "
+                            f"{sorted({m.get('job_dir') for m in members})}): a copied or repeated run?")
         cells.update({c.key: _summarise([m.get(c.key) for m in members]) for c in shown})
         table_rows.append(cells)
     lead = [c for c in columns if c.key in group_by] + [Column(k, k) for k in group_by
                                                          if k not in {c.key for c in columns}]
     out = [*lead, *split_cols, RUNS, *shown]
-    return Table(out, table_rows, aggregated=True, split_by=split_by, noted=_noted(table_rows, out))
+    return Table(out, table_rows, aggregated=True, split_by=split_by, warnings=warnings,
+                 noted=_noted(table_rows, out))
 
 
 # What the caption names from the runs' configs: (words, config key).

@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(RENDERERS[args.format](table, text))
     for m in runs.missing:
         print(f"missing: {m}", file=sys.stderr)
+    for w in table.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if args.out:
         files = {"table.md": to_markdown(table, text), "table.csv": to_csv(table), "table.tex": to_latex(table, text),
                  "caption.txt": text}
