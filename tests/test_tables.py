@@ -196,6 +196,10 @@ def test_out_never_overwrites_a_table(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["v2", "v3"]
     assert (out / "v3" / "table.csv").read_bytes() == first["table.csv"]
     assert "to " + str(out / "v3") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*args[:-1], str(out / "table.md")])
+    assert exit_.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert (out / "table.md").read_bytes() == first["table.md"]
 
 
 def test_run_table_written_to_the_run_folder_with_a_constant_method_as_a_note(tmp_path):

@@ -46,7 +46,7 @@ def free_out_folder(out: Path) -> Path:
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return out
     if not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file, not a folder; choose a folder path")
+        raise NotADirectoryError(f"{out} is a file, not a folder; choose a folder path")
     version = 2
     while (out / f"v{version}").exists():
         version += 1
@@ -150,5 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError as e:  # nothing was written
             parser.exit(2, f"leanlab-tables: error: the {args.table} plot needs row key {e} that some runs under "
                            f"{', '.join(map(str, paths))} lack; nothing was written to {args.out}\n")
+        except OSError as e:
+            parser.exit(2, f"leanlab-tables: error: cannot write the table into --out {args.out}: {e}\n")
         print(f"wrote {', '.join(sorted(files) + (['plot.png'] if plot else []))} to {written}", file=sys.stderr)
     return 0 if rows or not runs.missing else 1
