@@ -135,6 +135,10 @@ class Meter:
             return [("all", "disabled", "MeterConfig.enabled=False: wall time only")]
         return list(self._report)
 
+    def gpu_names(self) -> list[str]:
+        """Names of the GPUs this Meter measures (one per metered device; empty without NVML)."""
+        return [n for s in self._sources or [] for n in getattr(s, "device_names", [])]
+
     @property
     def intensity(self) -> Intensity:
         if self._intensity is None:
@@ -270,7 +274,9 @@ class Meter:
         if self.cfg.emissions_csv and self.out_dir is not None:
             from meter.exports import append_emissions_csv, codecarbon_row
 
-            append_emissions_csv(self.out_dir / "emissions.csv", codecarbon_row(self.totals(), run_id=self.out_dir.name))
+            row = codecarbon_row(self.totals(), run_id=self.out_dir.name, region=self.cfg.region,
+                                 gpu_names=self.gpu_names())
+            append_emissions_csv(self.out_dir / "emissions.csv", row)
         for s in self._sources or []:
             s.close()
         self._sources = None
