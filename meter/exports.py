@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import platform
@@ -31,10 +32,10 @@ def hf_co2_eq_emissions(m: Measurement, training_type: str = "pre-training", geo
 
 
 def hf_yaml(block: dict) -> str:
-    """The block as model-card YAML front matter lines."""
+    """The block as model-card YAML front matter lines (strings JSON-quoted, which YAML reads as they are)."""
     lines = ["co2_eq_emissions:"]
     for k, v in block.items():
-        lines.append(f"  {k}: {v!r}" if isinstance(v, str) else f"  {k}: {v}")
+        lines.append(f"  {k}: {json.dumps(v, ensure_ascii=False)}" if isinstance(v, str) else f"  {k}: {v}")
     return "\n".join(lines) + "\n"
 
 
