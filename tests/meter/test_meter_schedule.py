@@ -124,5 +124,5 @@ def test_partial_hour_is_charged_its_own_minutes():
     # 30 min at 1 kW from 00:45: 15 min at 500 g/kWh, 15 min at 400 (not a whole hour of either)
     res = simulate(Profile.planned(0.5, 1000.0), _trace(), T0 + 2700, window_h=5, span_factor=1.0)
     assert res.hours == 1 and res.baseline_g == pytest.approx(0.25 * 500 + 0.25 * 400)
-    # best delay 4 h: 04:45-05:15, 15 min at 350 and 15 min at 100
-    assert res.fs_delay_h == 4 and res.fs_g == pytest.approx(0.25 * 350 + 0.25 * 100)
+    # best delay 5 h: 05:45-06:15, 15 min at 100 and 15 min at 120
+    assert res.fs_delay_h == 5 and res.fs_g == pytest.approx(0.25 * 100 + 0.25 * 120)
