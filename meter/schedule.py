@@ -139,13 +139,14 @@ class Result:
     window_h: int = 24
     span_h: int = 0
 
+    # Starting now is a feasible choice of both, so a saving below 0 is float round-off (printed "-0.0" otherwise).
     @property
     def fs_saving(self) -> float:
-        return 1 - self.fs_g / self.baseline_g if self.baseline_g > 0 else 0.0
+        return max(0.0, 1 - self.fs_g / self.baseline_g) if self.baseline_g > 0 else 0.0
 
     @property
     def pr_saving(self) -> float:
-        return 1 - self.pr_g / self.baseline_g if self.baseline_g > 0 else 0.0
+        return max(0.0, 1 - self.pr_g / self.baseline_g) if self.baseline_g > 0 else 0.0
 
 
 def simulate(profile: Profile, trace: TraceIntensity, start_unix: float, window_h: int = 24,
