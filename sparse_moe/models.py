@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from meter.registry import Registry
+
 from .config import MoEConfig
 from .experts import DenseFFN
 from .layer import MoEAux, MoELayer
-from .registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
 FFN_KINDS = ("dense", "moe")

@@ -68,9 +68,9 @@ from experiments.records import atomic_write_json, read_json
 from experiments.schema import ConfigError
 from experiments.tasks.registry import TASKS
 from experiments.trainer import carbon_gate
-from lth.registry import Registry
 from meter import Measurement
 from meter.flops import count_flops
+from meter.registry import Registry
 
 log = logging.getLogger(__name__)
 AF_DATA: Registry = Registry("adaptive_frames dataset")

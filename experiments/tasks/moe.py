@@ -20,8 +20,8 @@ from experiments.records import atomic_write_json, read_json
 from experiments.tasks.registry import TASKS
 from experiments.trainer import fit, iterations_per_epoch
 from lth.data import Splits
-from lth.registry import Registry
 from meter.flops import CONVENTION, param_counts
+from meter.registry import Registry
 from sparse_moe import MoELayer, aux_stats, layer_flops, step_routers
 from sparse_moe.data import load_char_corpus, make_clustered_regression
 from sparse_moe.models import build_model
