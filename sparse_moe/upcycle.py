@@ -82,7 +82,7 @@ def moefy(
     num_experts: int = 8,
     top_k: int = 1,
     upcycle: bool = True,
-    router: str = "switch",
+    router: str | None = None,
     **options,
 ) -> nn.Module:
     """Replace every module whose qualified name matches `match` (an fnmatch glob such as "blocks.*.mlp", or a
@@ -91,7 +91,8 @@ def moefy(
     A matched module must be a dense FFN `ffn_spec` recognises (Linear(d->f), activation, Linear(f->d), as an
     nn.Sequential, a module with those children in that order, or `DenseFFN`); anything else raises a
     ValueError naming the module and what it holds. `options` are further `MoEConfig` fields (capacity,
-    dispatch, loss coefficients...). Upcycled layers default to gate_norm="detached_sum" (module docstring).
+    dispatch, loss coefficients...). `router` None: "switch" for top_k = 1, "mixtral" (softmax over the top k)
+    otherwise. Upcycled layers default to gate_norm="detached_sum" (module docstring).
     Parameters are created on the dense FFN's device and dtype.
     """
     pred = _matcher(match)
@@ -99,6 +100,8 @@ def moefy(
     if not targets:
         names = ", ".join(name for name, _ in model.named_modules() if name)
         raise ValueError(f"moefy: match={match!r} matches no module of {type(model).__name__}; modules: {names}")
+    if router is None:
+        router = "switch" if top_k == 1 else "mixtral"
     if upcycle:
         options.setdefault("gate_norm", "detached_sum")
     for name, module in targets:

@@ -93,7 +93,8 @@ def test_upcycled_top2_equals_dense_up_to_rounding():
     torch.manual_seed(1)
     dense = factory().eval()
     x = inputs()
-    moe = moefy(copy.deepcopy(dense), match=match, num_experts=4, top_k=2, router="mixtral").eval()
+    moe = moefy(copy.deepcopy(dense), match=match, num_experts=4, top_k=2).eval()
+    assert moe[0].mlp.layer.cfg.router == "mixtral"
     torch.testing.assert_close(outputs(moe, x), outputs(dense, x), rtol=0, atol=1e-13)
 
 
