@@ -112,5 +112,5 @@ def moefy(
         if upcycle:
             _upcycle(layer, spec)
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, MoEFFN(layer, spec.out_dropout))
+        setattr(model.get_submodule(parent_name), child, MoEFFN(layer, spec.out_dropout).train(module.training))
     return model

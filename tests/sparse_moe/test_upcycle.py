@@ -74,8 +74,9 @@ def test_upcycled_top1_computes_the_dense_function_exactly(case, num_experts):
     torch.manual_seed(0)
     dense = factory().eval()
     x = inputs()
-    moe = moefy(copy.deepcopy(dense), match=match, num_experts=num_experts, top_k=1).eval()
+    moe = moefy(copy.deepcopy(dense), match=match, num_experts=num_experts, top_k=1)
     assert sum(isinstance(m, MoEFFN) for m in moe.modules()) == 2
+    assert not any(m.training for m in moe.modules())  # the new layers take the mode of the ones they replace
     # The same sums as the dense model; only the BLAS kernel differs (per-expert row blocks; nn.Linear's W^T layout
     # and fused bias), so fp64 agrees to rounding (4e-16 measured). Bit for bit where the kernels are the same: one
     # expert with DenseFFN's weight layout.
