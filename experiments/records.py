@@ -122,5 +122,5 @@ def write_summary(job_dir: Path, status: str, records: list[dict], error: str | 
         raise ValueError(f"status must be 'completed' or 'failed', got {status!r}")
     if status == "completed":
         check_rows(records)
-    atomic_write_json(Path(job_dir) / "summary.json", {"status": status, "error": error, "records": records,
-                                                       **extra})
+    rows = [strict(row) for row in records]  # each row carries its own `__nonfinite` siblings
+    atomic_write_json(Path(job_dir) / "summary.json", {"status": status, "error": error, "records": rows, **extra})
