@@ -38,12 +38,11 @@ def run(data, threads: int, steps: int) -> float:
         return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    data = load_dataset("mnist1d")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for flag, default in (("--steps", 300), ("--repeats", 5)):
+        parser.add_argument(flag, type=int, default=default)
+    args, data = parser.parse_args(argv), load_dataset("mnist1d")
     cores = os.cpu_count() or 1
     run(data, 1, 30)  # warm-up
     times = {1: [], cores: []}
