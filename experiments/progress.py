@@ -21,15 +21,15 @@ UNIT_COUNTS: Registry = Registry("unit count")
 
 
 @UNIT_COUNTS.register("lth")
-def _imp_units(cfg) -> int:
+def _imp_units(cfg) -> tuple[int, str]:
     """Level 0's ticket, then a ticket and every baseline per level; a stability twin per level if asked."""
     m = cfg.method
-    return 1 + m.levels * (1 + len(m.baselines)) + (m.levels + 1 if m.stability else 0)
+    return 1 + m.levels * (1 + len(m.baselines)) + (m.levels + 1 if m.stability else 0), f"levels 0-{m.levels}"
 
 
 @UNIT_COUNTS.register("moe")
-def _one_unit(cfg) -> int:
-    return 1
+def _one_unit(cfg) -> tuple[int, str]:
+    return 1, ""
 
 
 def _duration(seconds: float) -> str:
@@ -41,16 +41,17 @@ def _duration(seconds: float) -> str:
 class JobProgress:
     """Counts finished units (RunContext.add_row calls `unit_done`) and reports training progress."""
 
-    def __init__(self, enabled: bool = True, units_total: int | None = None, stream: TextIO | None = None) -> None:
-        self.enabled, self.units_total, self.units_done = enabled, units_total, 0
+    def __init__(self, enabled: bool = True, units_total: int | None = None, stream: TextIO | None = None,
+                 note: str = "") -> None:
+        self.enabled, self.units_total, self.units_done, self.note = enabled, units_total, 0, note
         self.stream = stream
         self._t0: float | None = None
         self._f0 = 0.0  # job fraction when timing began (a resumed job starts part-way)
 
     @classmethod
     def for_config(cls, cfg) -> JobProgress:
-        total = UNIT_COUNTS.get(cfg.task)(cfg) if cfg.task in UNIT_COUNTS else None
-        return cls(enabled=cfg.progress, units_total=total)
+        total, note = UNIT_COUNTS.get(cfg.task)(cfg) if cfg.task in UNIT_COUNTS else (None, "")
+        return cls(enabled=cfg.progress, units_total=total, note=note)
 
     @property
     def is_tty(self) -> bool:
@@ -65,9 +66,9 @@ class JobProgress:
         return min(1.0, (self.units_done + unit_fraction) / self.units_total)
 
     def summary(self, unit_fraction: float) -> str:
-        """'unit 5/13, job 38%, ETA 4m12s' (ETA from the rate since this process started training)."""
+        """'unit 5/13 (levels 0-4), job 38%, ETA 4m12s' (ETA from the rate since this process started training)."""
         now, f = time.monotonic(), self.fraction(unit_fraction)
-        unit = f"unit {self.units_done + 1}/{self.units_total or '?'}"
+        unit = f"unit {self.units_done + 1}/{self.units_total or '?'}" + (f" ({self.note})" if self.note else "")
         if f is None:
             return unit
         if self._t0 is None:
