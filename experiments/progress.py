@@ -68,7 +68,8 @@ class JobProgress:
     def summary(self, unit_fraction: float) -> str:
         """'unit 5/13 (levels 0-4), job 38%, ETA 4m12s' (ETA from the rate since this process started training)."""
         now, f = time.monotonic(), self.fraction(unit_fraction)
-        unit = f"unit {self.units_done + 1}/{self.units_total or '?'}" + (f" ({self.note})" if self.note else "")
+        current = self.units_done + 1 if not self.units_total else min(self.units_done + 1, self.units_total)
+        unit = f"unit {current}/{self.units_total or '?'}" + (f" ({self.note})" if self.note else "")
         if f is None:
             return unit
         if self._t0 is None:

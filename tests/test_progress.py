@@ -75,4 +75,4 @@ def test_main_job_unit_count_equals_its_rows(tmp_path, method, monkeypatch):
     monkeypatch.setattr(runner.JobProgress, "for_config", spy)
     rows = runner.run_job(cfg, tmp_path)
     assert seen["job"].units_total == seen["job"].units_done == len(rows)
-    assert seen["job"].summary(0.0).startswith(f"unit {len(rows) + 1}/{len(rows)} (levels 0-1)")
+    assert seen["job"].summary(0.0).startswith(f"unit {len(rows)}/{len(rows)} (levels 0-1), job 100%")
