@@ -25,7 +25,8 @@ __all__ = ["Config", "ConfigError", "LoggerCfg", "NoMethodCfg", "OptimCfg", "con
            "validate"]
 
 # Modules whose schemas register themselves (one per task family).
-SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config")
+SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config",
+                  "experiments.debug")
 
 
 @schema("optim", "base_optim")
@@ -108,6 +109,7 @@ class Config:
     meter: Any = MISSING
     logger: Any = MISSING
     paths: Any = MISSING  # output_root etc.; never affects results
+    debug: Any = None  # debug=fast|limit|overfit (experiments/debug.py); None for real runs
 
     def __post_init__(self) -> None:
         from experiments.tasks.registry import TASKS
@@ -130,13 +132,20 @@ def register_configs() -> None:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Instantiate every dataclass (running range checks); a failure raises ConfigError naming the key."""
+    """Instantiate every dataclass (running range checks); a failure raises ConfigError naming the key.
+
+    Also refuses keys no schema declares (`+method.typo=1`) and nan/inf in any float."""
+    from experiments import suggest
+
+    suggest.unknown_keys(cfg)
     try:
-        return OmegaConf.to_object(cfg)
+        typed = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
     except ValueError as e:  # a schema's own ValueError (e.g. MeterConfig) becomes a ConfigError
         raise ConfigError(str(e)) from None
+    suggest.non_finite(typed)
+    return typed
 
 
 # Keys that do not change what is computed: they never enter the config hash.

@@ -53,7 +53,7 @@ from adaptive_frames.stages import (
     pretrain_policy_head,
     train_policy,
 )
-from experiments import distributed
+from experiments import debug, distributed
 from experiments.checkpoint import (
     exists,
     load_checkpoint,
@@ -411,7 +411,7 @@ def _learned_setting(cfg) -> str:
 def run_adaptive_frames(cfg, ctx: RunContext) -> list[dict]:
     if (ctx.job_dir / "result.json").exists():  # finished before: a rerun in the same folder skips it
         return [ctx.add_row(r) for r in read_json(ctx.job_dir / "result.json")["rows"]]
-    data = AF_DATA.get(cfg.data.name)(cfg)
+    data = debug.overfit(cfg, AF_DATA.get(cfg.data.name)(cfg))
     torch.manual_seed(cfg.seed)
     model = build_af_model(cfg, data)
     trained = train(cfg, ctx, model, data)

@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from experiments import distributed
+from experiments import debug, distributed
 from experiments.context import RunContext
 from experiments.objectives import OBJECTIVES, Objective, _split_output
 from experiments.records import atomic_write_json, read_json
@@ -116,6 +116,7 @@ def run_moe(cfg, ctx: RunContext) -> list[dict]:
     if (ctx.job_dir / "result.json").exists():  # finished before: a rerun in the same folder skips it
         return [ctx.add_row(read_json(ctx.job_dir / "result.json")["row"])]
     data, objective_name, info = MOE_DATA.get(cfg.data.name)(cfg)
+    data = debug.overfit(cfg, data)
     model_cfg = cfg.model
     if cfg.data.name == "chars":
         model_cfg = dataclasses.replace(model_cfg, vocab_size=data.num_classes)  # set by the corpus
