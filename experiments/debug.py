@@ -34,6 +34,7 @@ class DebugCfg:
     max_levels: Optional[int] = None  # IMP levels
     max_epochs: Optional[int] = None  # each adaptive-frames stage
     max_samples: Optional[int] = None  # generated data sizes; char-LM text = max_samples blocks
+    max_batch_size: Optional[int] = None  # optim.batch_size (a capped training set must hold one batch)
     overfit: bool = False  # validation and test sets are the training set (a model that cannot fit it is broken)
 
     def __post_init__(self) -> None:
@@ -58,7 +59,7 @@ class _Capper:
         path = f"{node._get_full_key(key)}"
         if (limit is not None and key in node and node[key] is not None and node[key] > limit
                 and path not in self.explicit):
-            log.info("debug: %s %s -> %s", path, node[key], limit)
+            log.info("debug caps %s: %s -> %s", path, node[key], limit)
             node[key] = limit
 
     def sizes(self, node: DictConfig, limit: int) -> None:
@@ -88,6 +89,7 @@ def apply(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
                 method.rewind = f"{max(1, d.max_steps // 2)}it"
         if d.eval_every is not None and "optim.eval_every" not in explicit:
             optim.eval_every = d.eval_every if optim.eval_every is None else min(optim.eval_every, d.eval_every)
+        capper.cap(optim, "batch_size", d.max_batch_size)
         capper.cap(method, "levels", d.max_levels)
         for key in STAGE_EPOCH_KEYS:
             capper.cap(method, key, d.max_epochs)

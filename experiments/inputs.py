@@ -88,5 +88,11 @@ def check_inputs(cfg) -> None:
     if cfg.data.name in INPUT_CHECKS:
         INPUT_CHECKS.get(cfg.data.name)(cfg)
     trace = getattr(cfg.meter, "intensity_trace", None)
-    if trace and not Path(trace).is_file():
-        raise InputError(f"meter.intensity_trace={trace!r} is not a file (hourly CSV timestamp,gco2_per_kwh)")
+    if trace:
+        from meter.intensity import TraceIntensity
+
+        try:
+            TraceIntensity.from_csv(trace)
+        except (ValueError, KeyError, IndexError, OSError) as e:  # UnicodeDecodeError is a ValueError
+            raise InputError(f"meter.intensity_trace={trace!r} is unusable: {e} (want an hourly CSV "
+                             "timestamp,gco2_per_kwh)") from None
