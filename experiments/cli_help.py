@@ -4,6 +4,8 @@ options from MeterConfig's fields, and the exit codes; nothing here is a hand-ke
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 from pathlib import Path
 
 from experiments.errors import EXIT_CODES
@@ -33,7 +35,18 @@ def _table(rows: list[tuple[str, str]], indent: int = 2) -> list[str]:
     return [f"{' ' * indent}{a.ljust(width)}  {b}".rstrip() for a, b in rows]
 
 
+def _source_comments(cls: type) -> dict[str, str]:
+    """`name: type = default  # comment` lines of a dataclass's source: the help where metadata has none."""
+    found = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
 def meter_rows() -> list[tuple[str, str]]:
+    comments = _source_comments(MeterConfig)
     rows = []
     for f in dataclasses.fields(MeterConfig):
         if f.default is not dataclasses.MISSING:
@@ -42,7 +55,7 @@ def meter_rows() -> list[tuple[str, str]]:
             default = f.default_factory()
         else:
             default = "(required)"
-        rows.append((f"meter.{f.name}={default}", f.metadata.get("help", "")))
+        rows.append((f"meter.{f.name}={default}", f.metadata.get("help") or comments.get(f.name, "")))
     return rows
 
 
