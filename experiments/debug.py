@@ -41,7 +41,8 @@ class DebugCfg:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith(("max_", "eval_")):
-                _check(value is None or value >= 1, f"debug.{f.name}", value, ">= 1 or null")
+                least = 0 if f.name == "max_levels" else 1  # 0 levels = the dense network only
+                _check(value is None or value >= least, f"debug.{f.name}", value, f">= {least} or null")
 
 
 def explicit_keys(overrides: Iterable[str]) -> frozenset[str]:
