@@ -47,11 +47,11 @@ def test_every_stored_sweep_validates_under_debug_fast():
 
 def test_debug_caps_the_experiment_and_explicit_overrides_win():
     cfg = compose(["debug=fast"])
-    assert (cfg.optim.epochs, cfg.optim.steps, cfg.method.levels, cfg.data.num_samples) == (None, 4, 2, 96)
+    assert (cfg.optim.epochs, cfg.optim.steps, cfg.method.levels, cfg.data.num_samples) == (None, 4, 2, 32)
     cfg = compose(["debug=fast", "method.levels=3", "optim.epochs=6"])
     assert (cfg.optim.epochs, cfg.optim.steps, cfg.method.levels) == (6, None, 3)
     charlm = compose(["experiment=moe_charlm", "sweep=moe_charlm", "variant=charlm_e4_top1", "debug=fast"])
-    assert charlm.optim.steps == 4 and charlm.data.max_chars == 96 * charlm.model.block_size
+    assert charlm.optim.steps == 4 and charlm.data.max_chars == 32 * charlm.model.block_size
     resnet = compose(["experiment=lth_resnet20_cifar10", "method.rewind=2000it", "debug=limit"])
     assert resnet.method.rewind == "25it"  # a rewind point must lie inside the capped run (sweeps set it too)
     assert compose(["experiment=lth_resnet20_cifar10", "debug=limit"]).optim.steps == 50
