@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments import debug, lock
-from experiments.config import config_hash, validate
+from experiments.config import config_hash, register_configs, validate
 from experiments.errors import RunFolderError
 from experiments.inputs import check_inputs
 from experiments.records import read_json
@@ -81,6 +81,7 @@ def check(overrides: list[str], multirun: bool = False, config_only: bool = Fals
     """Raise ConfigError / InputError / RunFolderError for the first problem of the command, touching nothing.
 
     `config_only` (for `--cfg`): the configs alone, not the inputs or the folder."""
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         plain = [o for o in overrides if not OverridesParser.create().parse_override(o).is_sweep_override()]
         base = compose("config", plain, return_hydra_config=True)
