@@ -13,14 +13,17 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from experiments import debug, lock
+from experiments import debug, lock, suggest
 from experiments.config import config_hash, register_configs, validate
 from experiments.errors import RunFolderError
 from experiments.inputs import check_inputs
 from experiments.records import read_json
+from experiments.schema import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -77,6 +80,14 @@ def check_folder(run_dir: Path, cfg: DictConfig, seed: int) -> None:
                 f"config_hash={ours} seed={seed}; choose another hydra.run.dir")
 
 
+def _compose(overrides: list[str]) -> DictConfig:
+    """Hydra's compose; its errors (and the plain ValueErrors some overrides raise) become ConfigErrors."""
+    try:
+        return compose("config", overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise suggest.from_hydra(e) or ConfigError(" ".join(str(e).split())) from None
+
+
 def check(overrides: list[str], multirun: bool = False, config_only: bool = False) -> None:
     """Raise ConfigError / InputError / RunFolderError for the first problem of the command, touching nothing.
 
@@ -84,13 +95,13 @@ def check(overrides: list[str], multirun: bool = False, config_only: bool = Fals
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         plain = [o for o in overrides if not OverridesParser.create().parse_override(o).is_sweep_override()]
-        base = compose("config", plain, return_hydra_config=True)
+        base = _compose(plain)
         multirun = multirun or base.hydra.mode == RunMode.MULTIRUN
         params = base.hydra.sweeper.params
         stored = OmegaConf.to_container(params) if multirun and params else {}
         jobs = job_overrides(overrides, stored) if multirun else [overrides]
         for job in jobs:
-            cfg = compose("config", job, return_hydra_config=True)
+            cfg = _compose(job)
             run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
             typed = check_job(cfg, job, inputs=not config_only)
             if not (multirun or config_only):
