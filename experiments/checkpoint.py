@@ -17,13 +17,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiments.errors import CorruptFileError
 from experiments.records import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(CorruptFileError):
+    """A checkpoint that cannot be loaded; the message names the file and what to do."""
+
+
+REMEDY = ("delete it to recompute what it held (the unit that wrote it restarts), or rerun into a new "
+          "hydra.run.dir")
+TEMP_GLOB = ".*.tmp"  # experiments.records.atomic_write_bytes's temp files
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temp files of interrupted atomic writes under `folder` (call only while holding its lock)."""
+    stale = [p for p in Path(folder).rglob(TEMP_GLOB) if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temp file(s) of interrupted writes under %s", len(stale), folder)
+    return len(stale)
 
 
 def previous(path: Path) -> Path:
@@ -44,7 +60,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(path, f"cannot load checkpoint: {type(e).__name__}: {e}", REMEDY) from e
 
 
 def exists(path: Path) -> bool:
@@ -66,7 +82,9 @@ def load_latest(path: Path) -> dict[str, Any]:
         if candidate != Path(path):
             log.warning("resuming from the previous good checkpoint %s", candidate)
         return state
-    raise CheckpointError("no loadable checkpoint: " + "; ".join(errors or [f"{path} does not exist"]))
+    raise CheckpointError(path, "no loadable checkpoint: " + "; ".join(errors or ["it does not exist"]),
+                          f"delete it and {previous(path).name} to restart that unit, or rerun into a new "
+                          "hydra.run.dir")
 
 
 def rng_state() -> dict[str, Any]:

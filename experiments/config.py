@@ -17,15 +17,18 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from experiments.errors import InputError
 from experiments.schema import SCHEMAS, ConfigError, schema
 from experiments.schema import check as _check
 from meter import MeterConfig
+from meter.config import TraceError
 
 __all__ = ["Config", "ConfigError", "LoggerCfg", "NoMethodCfg", "OptimCfg", "config_hash", "register_configs",
            "validate"]
 
 # Modules whose schemas register themselves (one per task family).
-SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config")
+SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config",
+                  "experiments.debug")
 
 
 @schema("optim", "base_optim")
@@ -111,6 +114,7 @@ class Config:
     meter: Any = MISSING
     logger: Any = MISSING
     paths: Any = MISSING  # output_root etc.; never affects results
+    debug: Any = None  # debug=fast|limit|overfit (experiments/debug.py); None for real runs
 
     def __post_init__(self) -> None:
         from experiments.tasks.registry import TASKS
@@ -134,13 +138,22 @@ def register_configs() -> None:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Instantiate every dataclass (running range checks); a failure raises ConfigError naming the key."""
+    """Instantiate every dataclass (running range checks); a failure raises ConfigError naming the key.
+
+    Also refuses keys no schema declares (`+method.typo=1`) and nan/inf in any float."""
+    from experiments import suggest
+
+    suggest.unknown_keys(cfg)
     try:
-        return OmegaConf.to_object(cfg)
+        typed = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
+    except TraceError as e:  # the intensity trace file is an input: its own error kind (exit code)
+        raise InputError(str(e)) from None
     except ValueError as e:  # a schema's own ValueError (e.g. MeterConfig) becomes a ConfigError
         raise ConfigError(str(e)) from None
+    suggest.non_finite(typed)
+    return typed
 
 
 # Keys that do not change what is computed: they never enter the config hash.

@@ -112,7 +112,14 @@ def run_id_of(job_dir: Path) -> str:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file; a truncated or corrupt one raises CorruptFileError naming it and what to do."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        from experiments.errors import CorruptFileError
+
+        raise CorruptFileError(path, f"not valid JSON: {e}", "delete it to recompute what it records, or rerun "
+                               "into a new hydra.run.dir") from None
 
 
 def write_summary(job_dir: Path, status: str, records: list[dict], error: str | None = None, **extra) -> None:

@@ -6,21 +6,29 @@ writes the run record (config.yaml, metrics.jsonl, energy.csv, and summary.json 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 # `allocator` must be imported before anything imports torch (tests/test_allocator.py checks it still is).
-from experiments import allocator, distributed  # noqa: F401
+from experiments import allocator, cli_help, debug, distributed, preflight, suggest  # noqa: F401
+from experiments import checkpoint as ckpt
 from experiments.config import ConfigError, config_hash, register_configs, validate
 from experiments.context import RunContext, seed_everything
+from experiments.errors import InputError, RunFolderError, kind_of, report
+from experiments.inputs import check_inputs
+from experiments.lock import RunLock
 from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
 from experiments.progress import JobProgress
@@ -32,10 +40,8 @@ from meter.schedule import plan_from_config
 
 log = logging.getLogger(__name__)
 register_configs()
-
-
-class RunFolderError(RuntimeError):
-    """The output folder cannot hold this run: unwritable, or it holds a run of another config."""
+CONF_DIR = preflight.CONF_DIR  # an absolute path: found from any cwd and by the installed console script
+__all__ = ["ConfigError", "InputError", "RunFolderError", "main", "run_job"]
 
 
 def _claim_folder(job_dir: Path, identity: dict) -> None:
@@ -51,22 +57,34 @@ def _claim_folder(job_dir: Path, identity: dict) -> None:
     atomic_write_json(owner, identity)
 
 
-def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) -> list[dict]:
-    """Run one job into `job_dir`; raises (after writing a `failed` summary) on any error.
+def _completed(job_dir: Path) -> bool:
+    try:
+        return read_json(job_dir / "summary.json").get("status") == "completed"
+    except (OSError, ValueError):
+        return False
 
-    A preempted run writes no summary (it is unfinished, and resumes when rerun in the same folder).
+
+def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) -> list[dict]:
+    """Run one job into `job_dir` (debug caps already applied to `cfg`); raises on any error.
+
+    Config and input errors are raised before `job_dir` is touched. A failure during the run writes a `failed`
+    summary, unless the folder already holds a completed one (a finished run's records are never replaced). A
+    preempted run writes no summary (it is unfinished, and resumes when rerun in the same folder).
     """
     main = distributed.is_main()  # under torchrun only rank 0 writes the record
+    typed = validate(cfg)  # ConfigError before any work
+    check_inputs(typed)  # InputError naming the file
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunFolderError(f"cannot create the output folder {job_dir}: {e}") from e
-    try:
-        typed = validate(cfg)  # ConfigError before any work
-    except ConfigError as e:
+    with RunLock(job_dir) if main else contextlib.nullcontext():
         if main:
-            write_summary(job_dir, "failed", [], error=f"ConfigError: {e}")
-        raise
+            ckpt.remove_stale_temps(job_dir)  # interrupted atomic writes; no other run uses the folder now
+        return _run_locked(cfg, typed, job_dir, preemption, main)
+
+
+def _run_locked(cfg: DictConfig, typed, job_dir: Path, preemption: PreemptionFlag, main: bool) -> list[dict]:
     seed_everything(typed.seed, typed.threads)
     identity = {
         "experiment": typed.name,
@@ -100,7 +118,7 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
         try:
-            if main:
+            if main and not _completed(job_dir):
                 write_summary(job_dir, "failed", ctx.rows, error=error, **identity)
         except OSError as write_error:  # e.g. the disk is full: no record claims completion either way
             raise RunFolderError(f"run failed ({error}) and its failed summary could not be written in "
@@ -112,10 +130,12 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
         logger.finish(status)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    debug.apply(cfg, hydra_cfg.overrides.task)
     with distributed.process_group(), PreemptionFlag() as preemption:
-        job_dir = distributed.broadcast_object(Path(HydraConfig.get().runtime.output_dir))  # rank 0's folder
+        job_dir = distributed.broadcast_object(Path(hydra_cfg.runtime.output_dir))  # rank 0's folder
         try:
             rows = run_job(cfg, job_dir, preemption)
         except Preempted as e:
@@ -123,11 +143,10 @@ def _hydra_main(cfg: DictConfig) -> None:
             if not preemption.forward(e.signum):  # submitit's own handler requeues the job if present
                 sys.exit(REQUEUE_EXIT_CODE)
             return
-        except (ConfigError, RunFolderError) as e:
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise  # Hydra records the failed job, runs the others and exits non-zero at the end
-            print(f"{'config' if isinstance(e, ConfigError) else 'output folder'} error: {e}", file=sys.stderr)
-            sys.exit(2)
+        except Exception as e:
+            if hydra_cfg.mode == RunMode.MULTIRUN and kind_of(e) is not None:
+                log.error("job %s failed: %s", hydra_cfg.job.num, e)  # Hydra runs the others, then re-raises
+            raise
         if not distributed.is_main():
             return
     print(write_run_table(job_dir, rows, cfg.task))
@@ -135,8 +154,23 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    """Console entry: help, then the preflight checks, then Hydra; any error ends in one line and its exit code."""
+    args = get_args_parser().parse_args()
+    if args.help:
+        print(cli_help.render())
+        return
+    verbose = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; the report below is the last line either way
+    try:
+        if not (args.hydra_help or args.info or args.shell_completion):
+            preflight.check(args.overrides, multirun=args.multirun, config_only=bool(args.cfg))
+        _hydra_main()
+    except Exception as e:
+        error = suggest.from_hydra(e) or e
+        if verbose or kind_of(error) is None:
+            traceback.print_exception(e)
+        sys.exit(report(error))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,14 +16,16 @@ FAST = ["debug=fast", "progress=false"]
 
 
 def compose(overrides: list[str]):
-    """Compose the primary config in-process, as the CLI would (without running Hydra's main)."""
+    """Compose the primary config in-process, as the CLI would (without running Hydra's main), debug caps applied."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     import experiments.run  # noqa: F401  registers the schemas
+    from experiments import debug
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=False)
+        return debug.apply(hydra_compose(config_name="config", overrides=overrides, return_hydra_config=False),
+                           overrides)
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

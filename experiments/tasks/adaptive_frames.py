@@ -27,6 +27,7 @@ import torch
 
 from adaptive_frames import AdaptiveFrameModel, ModelConfig
 from adaptive_frames.policy import PolicyConfig
+from experiments import debug
 from experiments.context import RunContext
 from experiments.tasks.af_baselines import evaluate_methods
 from experiments.tasks.af_data import AF_DATA, VideoData
@@ -54,7 +55,7 @@ def run_adaptive_frames(cfg, ctx: RunContext) -> list[dict]:
 
 
 def train_and_evaluate(cfg, ctx: RunContext) -> list[dict]:
-    data = AF_DATA.get(cfg.data.name)(cfg)
+    data = debug.overfit(cfg, AF_DATA.get(cfg.data.name)(cfg))
     torch.manual_seed(cfg.seed)
     model = build_af_model(cfg, data)
     trained = train(cfg, ctx, model, data)

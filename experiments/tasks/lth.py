@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from experiments import distributed
+from experiments import debug, distributed
 from experiments.callbacks import Snapshot
 from experiments.checkpoint import load_checkpoint
 from experiments.checkpoint import save_checkpoint as _save_checkpoint
@@ -61,7 +61,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def load_data(cfg):
-    return load_dataset(cfg.data.name, **cfg.data.loader_kwargs())
+    return debug.overfit(cfg, load_dataset(cfg.data.name, **cfg.data.loader_kwargs()))
 
 
 def init_model(cfg, data, init_seed: int):

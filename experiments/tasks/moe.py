@@ -13,6 +13,7 @@ import logging
 
 import torch
 
+from experiments import debug
 from experiments.context import RunContext
 from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
@@ -115,6 +116,7 @@ def run_moe(cfg, ctx: RunContext) -> list[dict]:
 
 def train_moe(cfg, ctx: RunContext) -> dict:
     data, objective_name, info = MOE_DATA.get(cfg.data.name)(cfg)
+    data = debug.overfit(cfg, data)
     model_cfg = cfg.model
     if cfg.data.name == "chars":
         model_cfg = dataclasses.replace(model_cfg, vocab_size=data.meta["vocab_size"])  # set by the corpus
