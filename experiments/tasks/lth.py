@@ -28,7 +28,6 @@ from lth import (
     RewindPoint,
     Unit,
     apply_mask,
-    build_model,
     density,
     layer_densities,
     prunable_names,
@@ -57,8 +56,7 @@ def load_data(cfg):
 
 def build(cfg, data):
     """A new model of `cfg.model` for `data` (initialised from the global RNG: seed it first)."""
-    return build_model(cfg.model.name, data.in_features, data.num_classes, hidden=cfg.model.hidden,
-                       init=cfg.model.init)
+    return cfg.model.build(data.in_features, data.num_classes)
 
 
 def init_model(cfg, data, init_seed: int):
