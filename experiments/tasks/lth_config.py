@@ -197,6 +197,7 @@ class IMPCfg:
     stability_points: int = 30  # alphas on the interpolation path (Frankle et al. 2020 use 30)
 
     def __post_init__(self) -> None:
+        from lth.branches import BASELINES, RETRAIN
         from lth.pruning import STRATEGIES
         from lth.rewind import RewindPoint
 
@@ -205,16 +206,14 @@ class IMPCfg:
         _check(0.0 < self.prune_fraction < 1.0, "method.prune_fraction", self.prune_fraction, "(0, 1)")
         _check(self.output_prune_fraction is None or 0.0 <= self.output_prune_fraction < 1.0,
                "method.output_prune_fraction", self.output_prune_fraction, "[0, 1) or null")
-        _check(self.retrain in ("weight_rewind", "lr_rewind", "finetune"), "method.retrain", self.retrain,
-               "weight_rewind, lr_rewind, finetune")
+        _check(self.retrain in RETRAIN, "method.retrain", self.retrain, ", ".join(RETRAIN.names()))
         _check(self.optimizer_state in ("fresh", "rewound"), "method.optimizer_state", self.optimizer_state,
                "fresh, rewound")
         _check(self.random_prune_scope in ("layerwise", "global"), "method.random_prune_scope",
                self.random_prune_scope, "layerwise, global")
         _check(self.stability_points >= 2, "method.stability_points", self.stability_points, ">= 2")
-        allowed = ("random_reinit", "random_prune", "one_shot")
-        _check(all(b in allowed for b in self.baselines), "method.baselines", self.baselines,
-               f"a subset of {list(allowed)}")
+        _check(all(b in BASELINES for b in self.baselines), "method.baselines", self.baselines,
+               f"a subset of {BASELINES.names()}")
         try:
             RewindPoint.parse(self.rewind)
         except ValueError as e:
