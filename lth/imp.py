@@ -120,10 +120,11 @@ def run_imp(model_fn: Callable[[], nn.Module] | nn.Module, train_fn: Callable[[n
     """Train levels 0..`levels` of IMP and each level's baselines; one row per unit:
     {"lth/level", "lth/kind", "lth/percent_remaining", **train_fn(model, unit)}.
 
-    `model_fn()` builds a fresh model; given a model instance instead, the ticket trains it in place and
-    random re-initialisations are copies of it with `reset_parameters()` called; `after_level(imp, level)` may train extra units and returns their rows; other keyword
-    arguments go to `IMP` (seed, retrain, optimizer_state, random_prune_scope) and `LotteryTicket` (output_rate,
-    rewind, iterations_per_epoch, include, exclude, names).
+    `model_fn()` builds a fresh model; given a model instance instead, the ticket trains it in place and random
+    re-initialisations are copies of it with `reset_parameters()` called. `after_level(imp, level)` may train extra
+    units (e.g. `imp.twin(level)`) and returns their rows. Other keyword arguments go to `IMP` (seed, retrain,
+    optimizer_state, random_prune_scope) and `LotteryTicket` (output_rate, rewind, iterations_per_epoch, include,
+    exclude, names).
     """
     for kind in baselines:
         BASELINES.get(kind)
