@@ -2,7 +2,7 @@
 the same loop), and the task path (`experiments.tasks.lth.train_unit` -> `trainer.fit`: checkpoints, meter,
 early-stop tracking, local logger, row with FLOPs), interleaved over rounds; prints median samples/s ratios. A fourth
 arm is the task path with one trainer change applied in-process (the epoch's data order computed once, not at
-every step), to size that fix for experiments/trainer.py.
+every step), to size that fix for experiments/trainer.py; a fifth has the meter off (its sampler thread).
 
   python benchmarks/lth_library_speed.py [--steps 1000] [--rounds 5] [--profile]
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import functools
 import pstats
 import shutil
@@ -114,13 +115,13 @@ def library(data: Splits, steps: int, _) -> float:
     return loop(model, data, steps, ticket.apply)
 
 
-def task(data: Splits, steps: int, tmp: Path) -> float:
+def task(data: Splits, steps: int, tmp: Path, meter_on: bool = True) -> float:
     cfg = validate(compose(["progress=false", "model=lenet_300_100", "optim.name=adam", f"optim.lr={LR}",
                             f"optim.batch_size={BATCH}", f"optim.eval_every={EVAL_EVERY}", "optim.epochs=null",
                             f"optim.steps={steps}", "method.levels=1"]))
     job = Path(tempfile.mkdtemp(dir=tmp))
     model, ticket = ticket_model()
-    with Meter(cfg.meter, out_dir=job) as meter:
+    with Meter(dataclasses.replace(cfg.meter, enabled=meter_on), out_dir=job) as meter:
         ctx = RunContext(job_dir=job, meter=meter, logger=build_logger(job, cfg.logger, compose([]), None),
                          identity={}, progress=False)
         start = time.perf_counter()
@@ -140,6 +141,11 @@ def task_cached_order(data: Splits, steps: int, tmp: Path) -> float:
         return task(data, steps, tmp)
     finally:
         trainer.epoch_order = original
+
+
+def task_meter_off(data: Splits, steps: int, tmp: Path) -> float:
+    """The task path with the meter (and its background sampler thread, invisible to cProfile) switched off."""
+    return task(data, steps, tmp, meter_on=False)
 
 
 def profile_task(data: Splits, steps: int, tmp: Path) -> None:
@@ -174,7 +180,8 @@ def main() -> None:
     torch.set_num_threads(1)  # one core per arm: the 2-core machine is shared
     data = make_data()
     tmp = Path(tempfile.mkdtemp(prefix="lth_library_speed_"))
-    arms = {"bare": bare, "library": library, "task": task, "task_cached_order": task_cached_order}
+    arms = {"bare": bare, "library": library, "task": task, "task_cached_order": task_cached_order,
+            "task_meter_off": task_meter_off}
     for fn in arms.values():  # warm-up: allocator, FLOP-counter imports
         fn(data, 50, tmp)
     times = {k: [] for k in arms}
@@ -185,8 +192,8 @@ def main() -> None:
     print(f"torch threads: 1, steps per arm: {args.steps}, rounds: {args.rounds}, batch {BATCH}, eval every "
           f"{EVAL_EVERY} steps on 15K samples")
     for name in arms:
-        print(f"  {name:8s} {samples / statistics.median(times[name]):8.0f} samples/s (median)")
-    for name in ("library", "task", "task_cached_order"):
+        print(f"  {name:18s} {samples / statistics.median(times[name]):8.0f} samples/s (median)")
+    for name in list(arms)[1:]:
         ratios = [b / t for b, t in zip(times["bare"], times[name])]  # per round, side by side
         print(f"{name} / bare samples/s: median {statistics.median(ratios):.3f} "
               f"(min {min(ratios):.3f}, max {max(ratios):.3f})  target >= 0.95")
