@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth.models import MODELS, PrunableModel, _init
+from lth.model_registry import MODELS, PrunableModel, init_weights
 
 
 def image_shape(in_features: int, image_size: int, model: str) -> tuple[int, int]:
@@ -60,7 +60,7 @@ class CNN1D(PrunableModel):
             raise ValueError(f"mnist1d_cnn: input length {length} is too short for {len(channels)} conv layers")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * n, num_classes))
-        _init(self, init)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x.view(len(x), 1, x.shape[-1])))
@@ -88,7 +88,7 @@ class ConvNet(PrunableModel):
             fc += [nn.Linear(a, b), nn.ReLU()]
         fc.append(nn.Linear(sizes[-1], num_classes))
         self.classifier = nn.Sequential(*fc)
-        _init(self, init)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(as_images(x, self.in_channels, self.side)))
@@ -112,7 +112,7 @@ class VGG(PrunableModel):
         # open_lth: AvgPool2d(2) over the final 2x2 map at 32 px; the global average is the same there.
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
-        _init(self, init)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(as_images(x, self.in_channels, self.side))).flatten(1))

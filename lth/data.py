@@ -1,44 +1,12 @@
-"""Datasets for lottery-ticket runs, held in memory as tensors (small-data runs index batches directly;
-per-sample PIL transforms are 5x slower on these machines, see FIELD-NOTES).
-"""
+"""MNIST-1D, generated offline, as `Splits` (the registry and `Splits` live in lth/splits.py, re-exported here)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 
-from lth.registry import Registry
+from lth.splits import DATASETS, Splits, carve_validation, load_dataset
 
-DATASETS: Registry = Registry("lth dataset")
-
-
-@dataclass
-class Splits:
-    """x_*: [N, ...] float32, y_*: [N] int64. The validation split is carved from the training set."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-
-    @property
-    def in_features(self) -> int:
-        return int(np.prod(self.x_train.shape[1:]))
-
-
-def carve_validation(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
-    """Split (x, y) into train/val with a seeded permutation; returns x_tr, y_tr, x_val, y_val."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(fraction * len(x)))
-    val, train = perm[:n_val], perm[n_val:]
-    return x[train], y[train], x[val], y[val]
+__all__ = ["DATASETS", "Splits", "carve_validation", "load_dataset", "mnist1d"]
 
 
 @DATASETS.register("mnist1d")
@@ -69,11 +37,3 @@ class _View:
 
     def __init__(self, d: dict) -> None:
         self.__dict__.update(d)
-
-
-def load_dataset(name: str, **kwargs) -> Splits:
-    return DATASETS.get(name)(**kwargs)
-
-
-# Image readers (mnist, fashion_mnist, cifar10, mnist5k) register themselves on import.
-from lth import image_data  # noqa: E402, F401

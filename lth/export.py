@@ -29,7 +29,7 @@ from torch import nn
 from lth.convnets import CNN1D, ConvNet
 from lth.masks import Mask
 from lth.models import MLP
-from lth.registry import Registry
+from meter.registry import Registry
 
 MODEL_FILE, MASK_FILE = "model.safetensors", "mask.safetensors"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lth.data import DATASETS, Splits, carve_validation
+from lth.splits import DATASETS, Splits, carve_validation
 
 MNIST_MEAN_STD = ((0.1307,), (0.3081,))
 FASHION_MNIST_MEAN_STD = ((0.2860,), (0.3530,))

@@ -57,8 +57,3 @@ def layer_densities(mask: Mask) -> dict[str, float]:
 def is_subset(new: Mask, old: Mask) -> bool:
     """True when every weight kept by `new` was also kept by `old` (masks are monotone across levels)."""
     return all(bool((new[n] & ~old[n]).sum() == 0) for n in old)
-
-
-def mask_state(mask: Mask) -> dict[str, torch.Tensor]:
-    """A saveable copy (bool tensors load with weights_only=True)."""
-    return {n: m.clone().cpu() for n, m in mask.items()}

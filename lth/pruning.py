@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from lth.masks import Mask
-from lth.registry import Registry
+from meter.registry import Registry
 
 STRATEGIES: Registry = Registry("pruning strategy")
 

@@ -1,5 +1,4 @@
-"""Re-export of the project-wide registry (meter.registry)."""
+"""Kept only as a re-export for modules outside lth/ that still import it (experiments/*); lth itself imports
+`meter.registry.Registry`. Remove once those importers are updated."""
 
-from meter.registry import Registry
-
-__all__ = ["Registry"]
+from meter.registry import Registry  # noqa: F401

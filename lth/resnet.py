@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.convnets import _fixed_hidden, as_images, image_shape
-from lth.models import MODELS, PrunableModel, _init
+from lth.model_registry import MODELS, PrunableModel, init_weights
 
 
 class Block(nn.Module):
@@ -57,7 +57,7 @@ class CifarResNet(PrunableModel):
                 f_in = f_out
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(f_in, num_classes)
-        _init(self, init)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.conv(as_images(x, self.in_channels, self.side))))

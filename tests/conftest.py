@@ -1,12 +1,14 @@
 import pytest
 import torch
 
-from tests.helpers import FAST, compose
+from tests.helpers import compose
 
 
 @pytest.fixture
 def tiny_cfg():
-    return compose(FAST)
+    """The main job at 600 samples, 2 epochs, 2 levels: enough steps for rewinding points such as 4it (debug=fast
+    caps a unit at 4 steps)."""
+    return compose(["progress=false", "data.num_samples=600", "optim.epochs=2", "method.levels=2"])
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def _run(tmp_path, tiny_cfg, monkeypatch, **method):
 
     monkeypatch.setattr(lth_task, "fit", spy)
     with Meter(MeterConfig(enabled=False), out_dir=None) as meter:
-        rows = lth_task.run_imp(cfg, RunContext(job_dir=tmp_path, meter=meter, logger=NullLogger(), identity={},
+        rows = lth_task.imp_task(cfg, RunContext(job_dir=tmp_path, meter=meter, logger=NullLogger(), identity={},
                                                 progress=False))
     return cfg, {c["tag"]: c for c in calls}, rows
 
@@ -95,6 +95,12 @@ def test_stability_twin_reports_a_barrier_from_the_same_start(tmp_path, tiny_cfg
         if level == 1:
             for name, value in ticket["weights"].items():
                 assert torch.equal(value, twin["weights"][name]), name
-    twins = [r for r in rows if r["lth/kind"] == "stability_twin"]
-    assert len(twins) == 2 and all(r["lth/lmc_barrier"] >= 0 for r in twins)
-    assert all(isinstance(r["lth/lmc_stable"], bool) for r in twins)
+    twins = {r["lth/level"]: r for r in rows if r["lth/kind"] == "stability_twin"}
+    tickets = {r["lth/level"]: r for r in rows if r["lth/kind"] == "ticket"}
+    assert sorted(twins) == [0, 1]
+    for level, twin in twins.items():
+        # The path's endpoints are the ticket (alpha = 0) and the twin (alpha = 1): the barrier is the worst error on
+        # the path above the mean of the two rows' own test errors (percentage points), stable iff <= 2 points.
+        ends = (100.0 * (1 - tickets[level]["acc/test"]) + 100.0 * (1 - twin["acc/test"])) / 2
+        assert twin["lth/lmc_barrier"] == pytest.approx(twin["lth/lmc_max_error"] - ends, abs=1e-9)
+        assert twin["lth/lmc_stable"] is (twin["lth/lmc_barrier"] <= 2.0)

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from experiments.config import OptimCfg
 from experiments.data import Splits
-from experiments.tasks.lth import run_imp, start_state
+from experiments.tasks.lth import imp_task
 from experiments.trainer import fit
 from lth import STRATEGIES, PruneRates, build_model, ones_mask
 from meter import Meter, MeterConfig
@@ -97,7 +97,7 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     cfg = OmegaConf.to_object(OmegaConf.merge(tiny_cfg, {"method": {"rewind": "3it", "levels": 1}}))
     with _meter() as meter:
         ctx = RunContext(job_dir=tmp_path, meter=meter, logger=NullLogger(), identity={}, progress=False)
-        run_imp(cfg, ctx)
+        imp_task(cfg, ctx)
     from experiments.checkpoint import load_checkpoint
     from lth.data import load_dataset
 
@@ -115,10 +115,13 @@ def test_rewound_weights_equal_step_k_weights_times_mask(tmp_path, tiny_cfg):
     for name, value in three.state_dict().items():
         assert torch.equal(value, saved["model"][name]), name
     mask = load_checkpoint(tmp_path / "levels" / "level_01" / "mask.pt")["mask"]
-    from experiments.tasks.lth import LevelFiles
-    model, start, unit_mask, _ = start_state(cfg, data, "ticket", 1, mask, LevelFiles(tmp_path), 3)
-    assert start == 3 and unit_mask is mask
-    for name, value in model.state_dict().items():
+    from lth import LotteryTicket
+
+    ticket = LotteryTicket(three, rewind=3)  # the task's rewind (lth.LotteryTicket.rewind) from its saved files
+    ticket.load_snapshot(saved)
+    ticket.set_mask(mask)
+    ticket.rewind()
+    for name, value in three.state_dict().items():
         expected = saved["model"][name] * mask[name] if name in mask else saved["model"][name]
         assert torch.equal(value, expected), name
 

@@ -1,20 +1,13 @@
-"""Iterative magnitude pruning with rewinding, and its baselines: one row per (level, kind).
+"""The `lth` task: IMP with its baselines (`lth.run_imp`, one row per (level, kind)) with files, resume and records
+around it. The method (retraining modes, baselines, rewinding) lives in `lth/`; this module only decides where
+units keep their files, how one unit is trained (`experiments.trainer.fit`) and what its row holds.
 
-Level 0 trains the dense network and snapshots weights and optimizer state at the rewind iteration k. Each later
-level prunes the previous level's trained ticket and retrains the survivors from step k to the end, by the
-retraining mode (Renda et al. 2020):
-  weight_rewind  weights <- their step-k values (k = 0 is the original lottery ticket); LR schedule replays from k
-  lr_rewind      weights <- the previous level's final values; LR schedule replays from k
-  finetune       weights <- the previous level's final values; LR fixed at the schedule's final value
-Baselines at every level >= 1 train the same steps: `random_reinit` (same mask, new seeded init), `random_prune`
-(a random mask of the same density, layer-wise or global), `one_shot` (the dense network pruned once to this
-level's density). Finished units leave `result.json`; a rerun in the same folder skips them and resumes the
-unfinished one from its checkpoint.
+Finished units leave `result.json`; a rerun in the same folder skips them (reloading a ticket's trained weights
+and the rewind snapshot) and resumes the unfinished one from its checkpoint.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +25,17 @@ from experiments.records import read_json
 from experiments.tasks.registry import TASKS
 from experiments.trainer import FitSpec, fit, iterations_per_epoch
 from lth import (
-    STRATEGIES,
-    PruneRates,
+    IMP,
     RewindPoint,
+    Unit,
     apply_mask,
-    build_model,
     density,
     layer_densities,
-    ones_mask,
-    random_mask_like,
+    prunable_names,
+    run_imp,
 )
 from lth.connectivity import classification_error, linear_path
 from lth.data import load_dataset
-from lth.pruning import compound
 from meter.flops import CONVENTION, param_counts
 
 log = logging.getLogger(__name__)
@@ -64,26 +55,23 @@ def load_data(cfg):
     return debug.overfit(cfg, load_dataset(cfg.data.name, **cfg.data.loader_kwargs()))
 
 
+def build(cfg, data):
+    """A new model of `cfg.model` for `data` (initialised from the global RNG: seed it first)."""
+    return cfg.model.build(data.in_features, data.num_classes)
+
+
 def init_model(cfg, data, init_seed: int):
     """A freshly initialised model of `cfg.model` for `data`, seeded independently of any earlier RNG use."""
     torch.manual_seed(init_seed)
-    return build_model(cfg.model.name, data.in_features, data.num_classes, hidden=cfg.model.hidden,
-                       init=cfg.model.init)
+    return build(cfg, data)
 
 
-def prunable(cfg, model) -> list[str]:
-    """The model's prunable weights minus those matching `method.exclude` patterns."""
-    names = [n for n in model.prunable_names() if not any(fnmatch.fnmatch(n, p) for p in cfg.method.exclude)]
-    if not names:
-        raise ValueError(f"method.exclude={list(cfg.method.exclude)} excludes every prunable layer")
-    return names
-
-
-def _rates(cfg, model) -> PruneRates:
-    per_layer = {}
-    if cfg.method.output_prune_fraction is not None:
-        per_layer[model.output_layer_name()] = cfg.method.output_prune_fraction
-    return PruneRates(cfg.method.prune_fraction, per_layer)
+def ticket_kwargs(cfg, spe: int) -> dict:
+    """`lth.run_imp` / `LotteryTicket` keyword arguments of `cfg.method` (rewind resolved with `spe` steps/epoch)."""
+    m = cfg.method
+    return dict(strategy=m.strategy, rates=m.prune_fraction, output_rate=m.output_prune_fraction,
+                rewind=m.rewind, iterations_per_epoch=spe, exclude=list(m.exclude), seed=cfg.seed,
+                retrain=m.retrain, optimizer_state=m.optimizer_state, random_prune_scope=m.random_prune_scope)
 
 
 def _infer_flops(ctx: RunContext, model, mask, example: torch.Tensor) -> tuple[int, int]:
@@ -109,43 +97,6 @@ class LevelFiles:
         return self.level(level) / "ticket" / "final.pt"
 
 
-def start_state(cfg, data, kind: str, level: int, mask, files: LevelFiles, rewind_step: int):
-    """(model with its unit's mask applied, first step, mask, optimizer state or None) of one unit of work."""
-    method = cfg.method
-    unit_mask, optimizer_state = mask, None
-    model = init_model(cfg, data, cfg.seed + (7919 * level if kind == "random_reinit" else 0))
-    if level == 0:
-        return model, 0, mask, None
-    if kind != "random_reinit":
-        from_final = method.retrain in ("lr_rewind", "finetune") and kind == "ticket"
-        source = files.final(level - 1) if from_final else files.rewind
-        model.load_state_dict(load_checkpoint(source)["model"])
-    if method.optimizer_state == "rewound" and kind != "random_reinit":
-        optimizer_state = load_checkpoint(files.rewind)["optimizer"]
-    if kind == "random_prune":
-        gen = torch.Generator().manual_seed(cfg.seed * 104_729 + level)
-        unit_mask = random_mask_like(mask, gen, method.random_prune_scope)
-    elif kind == "one_shot":
-        dense = init_model(cfg, data, cfg.seed)
-        dense.load_state_dict(load_checkpoint(files.final(0))["model"])
-        unit_mask = STRATEGIES.get(method.strategy)(dense, ones_mask(dense, list(mask)),
-                                                    compound(_rates(cfg, dense), level))
-    apply_mask(model, unit_mask)
-    return model, rewind_step, unit_mask, optimizer_state
-
-
-def _mask_for_level(cfg, data, level: int, previous, rates, files: LevelFiles):
-    mask_file = files.level(level) / "mask.pt"
-    if mask_file.exists():
-        return load_checkpoint(mask_file)["mask"]
-    trained = init_model(cfg, data, cfg.seed)
-    trained.load_state_dict(load_checkpoint(files.final(level - 1))["model"])
-    mask = STRATEGIES.get(cfg.method.strategy)(trained, previous, rates)
-    save_checkpoint(mask_file, {"mask": mask})
-    distributed.barrier()
-    return mask
-
-
 @dataclass
 class Schedule:
     """The resolved step numbers of one IMP run on one dataset."""
@@ -165,23 +116,24 @@ def schedule(cfg, data) -> Schedule:
 
 
 def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, level: int, kind: str, start_fn,
-               *, on_snapshot=None, extra: dict | None = None, data_seed: int | None = None, post=None) -> dict:
+               *, on_snapshot=None, extra: dict | None = None, data_seed: int | None = None, post=None,
+               fixed_lr: bool = False) -> dict:
     """Train one (level, kind) unless `unit_dir/result.json` exists; returns its row.
 
     `start_fn()` -> (model with mask applied, first step, mask, optimizer state or None), called only when the
-    unit must be trained; `post(model) -> dict` adds fields computed from the trained model to its row.
+    unit must be trained; `post(model) -> dict` adds fields computed from the trained model to its row;
+    `fixed_lr` holds the LR at the schedule's final value (fine-tuning).
     """
     if (unit_dir / "result.json").exists():
         return ctx.add_row(read_json(unit_dir / "result.json")["row"])
     unit_dir.mkdir(parents=True, exist_ok=True)
     model, start, unit_mask, opt_state = start_fn()
-    finetune = level > 0 and cfg.method.retrain == "finetune"
     if data_seed is None:
         data_seed = cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level
     result = fit(model, data, cfg.optim, FitSpec(
         total_steps=sched.total, seed=data_seed, tag=f"L{level:02d}/{kind}", start_step=start,
         checkpoint_path=unit_dir / "checkpoint.pt", mask=unit_mask, optimizer_state=opt_state,
-        lr_at=(lambda s: sched.final_lr) if finetune else None,
+        lr_at=(lambda s: sched.final_lr) if fixed_lr else None,
     ), ctx, callbacks=[Snapshot(sched.rewind_step, on_snapshot)] if on_snapshot else [])
     apply_mask(model, unit_mask)
     if kind == "ticket":
@@ -198,41 +150,54 @@ def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, leve
     return row
 
 
+def _unit_fn(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFiles, **kwargs):
+    """`train_fn(model, unit)` of `lth.run_imp`: one unit through `train_unit`, its files kept in `files`."""
+
+    def save_rewind(model, optimizer, step: int, unit: Unit) -> None:
+        unit.snapshot(step, optimizer)
+        save_checkpoint(files.rewind, unit.ticket.snapshot_state())
+
+    def train(model, unit: Unit) -> dict:
+        unit_dir = files.level(unit.level) / unit.kind
+        finished = (unit_dir / "result.json").exists()
+        if unit.kind == "ticket" and unit.level > 0 and not (files.level(unit.level) / "mask.pt").exists():
+            save_checkpoint(files.level(unit.level) / "mask.pt", {"mask": unit.mask})  # transfer reads it
+        snap = (lambda m, o, s: save_rewind(m, o, s, unit)) if unit.level == 0 and unit.kind == "ticket" else None
+        row = train_unit(cfg, ctx, data, sched, unit_dir, unit.level, unit.kind,
+                         lambda: (model, unit.start_step, unit.mask, unit.optimizer_state), on_snapshot=snap,
+                         fixed_lr=unit.fixed_lr, **kwargs)
+        if finished and unit.kind == "ticket":  # skipped: the next level prunes these weights
+            model.load_state_dict(load_checkpoint(files.final(unit.level))["model"])
+        if snap is not None and not unit.ticket.has_snapshot:  # skipped, or resumed past the rewind step
+            unit.ticket.load_snapshot(load_checkpoint(files.rewind))
+        return row
+
+    return train
+
+
 @TASKS.register("lth")
-def run_imp(cfg, ctx: RunContext) -> list[dict]:
+def imp_task(cfg, ctx: RunContext) -> list[dict]:
     data = load_data(cfg)
     sched = schedule(cfg, data)
     files = LevelFiles(ctx.job_dir)
 
-    def save_rewind(model, optimizer, step: int) -> None:
-        save_checkpoint(files.rewind, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "step": step})
+    def after_level(imp: IMP, level: int) -> list[dict]:
+        return [stability_twin(cfg, ctx, data, sched, files, imp, level)] if cfg.method.stability else []
 
-    template = init_model(cfg, data, cfg.seed)
-    rates = _rates(cfg, template)
-    mask = ones_mask(template, prunable(cfg, template))
-    for level in range(cfg.method.levels + 1):
-        if level > 0:
-            mask = _mask_for_level(cfg, data, level, mask, rates, files)
-        for kind in ["ticket"] + (list(cfg.method.baselines) if level > 0 else []):
-            train_unit(cfg, ctx, data, sched, files.level(level) / kind, level, kind,
-                       lambda: start_state(cfg, data, kind, level, mask, files, sched.rewind_step),  # noqa: B023
-                       on_snapshot=save_rewind if level == 0 else None)
-        if cfg.method.stability:
-            stability_twin(cfg, ctx, data, sched, files, level, mask)
+    run_imp(lambda: build(cfg, data), _unit_fn(cfg, ctx, data, sched, files), cfg.method.levels,
+            list(cfg.method.baselines), after_level=after_level,
+            **ticket_kwargs(cfg, iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)))
     return ctx.rows
 
 
-def stability_twin(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFiles, level: int, mask) -> dict:
+def stability_twin(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFiles, imp: IMP, level: int) -> dict:
     """Linear mode connectivity (Frankle et al. 2020): a second copy of this level's ticket trained from the same
-    rewound state (step k) with another data order; its row carries the error barrier between the two."""
+    start (level 0: the dense network at step k) with another data order; its row carries the error barrier between
+    the two."""
 
     def start():
-        model, _, unit_mask, opt_state = start_state(cfg, data, "ticket", max(level, 1), mask, files,
-                                                     sched.rewind_step)
-        if level == 0:  # the dense network rewound to step k: Frankle et al.'s instability analysis
-            model.load_state_dict(load_checkpoint(files.rewind)["model"])
-        return model, sched.rewind_step, unit_mask, opt_state
+        model, unit = imp.twin(level)
+        return model, unit.start_step, unit.mask, unit.optimizer_state
 
     def barrier(twin) -> dict:
         ticket = load_checkpoint(files.level(level) / "ticket" / "final.pt")["model"]
@@ -242,12 +207,13 @@ def stability_twin(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFile
                 "lth/lmc_max_error": max(path.errors)}
 
     return train_unit(cfg, ctx, data, sched, files.level(level) / "stability_twin", level, "stability_twin", start,
-                      data_seed=cfg.seed + 1_000_003, post=barrier)
+                      data_seed=cfg.seed + 1_000_003, post=barrier, fixed_lr=level > 0 and imp.mode.fixed_lr)
 
 
 def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
     effective, dense = _infer_flops(ctx, model, mask, data.x_train[:1])
-    all_weights = sum(p.numel() for n, p in model.named_parameters() if n in model.prunable_names())
+    prunable = set(prunable_names(model))
+    all_weights = sum(p.numel() for n, p in model.named_parameters() if n in prunable)
     total_params, nonzero = param_counts(model)
     kept = sum(int(m.sum()) for m in mask.values())
     excluded = all_weights - sum(m.numel() for m in mask.values())

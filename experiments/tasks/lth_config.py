@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 from experiments.schema import ConfigError, schema
 from experiments.schema import check as _check
@@ -77,9 +79,101 @@ class ModelCfg:
         _check(self.name in MODELS, "model.name", self.name, ", ".join(MODELS.names()))
         _check(self.hidden is None or all(h > 0 for h in self.hidden), "model.hidden", self.hidden,
                "a list of positive ints")
-        _check(self.init in ("glorot_normal", "kaiming_normal", "torch_default"), "model.init", self.init,
-               "glorot_normal, kaiming_normal, torch_default")
+        _check_init(self.init)
 
+    def build(self, in_features: int, num_classes: int):
+        from lth.models import build_model
+
+        return build_model(self.name, in_features, num_classes, hidden=self.hidden, init=self.init)
+
+
+def _check_init(init: str) -> None:
+    from lth.model_registry import INITS
+
+    _check(init in INITS, "model.init", init, ", ".join(INITS))
+
+
+@schema("model", "base_torchvision")
+@dataclass
+class TorchvisionModelCfg:
+    """Any torchvision classification model by name, built with `num_classes` from the data; weights are never
+    downloaded (random init: torchvision's own unless `init` says otherwise)."""
+
+    name: str = "resnet18"
+    init: str = "torch_default"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (e.g. dropout)
+
+    def __post_init__(self) -> None:
+        import torchvision.models
+
+        names = torchvision.models.list_models(module=torchvision.models)
+        _check(self.name in names, "model.name", self.name, f"a torchvision classification model ({', '.join(names)})")
+        _check_init(self.init)
+
+    def build(self, in_features: int, num_classes: int):
+        import torchvision.models
+
+        from lth.model_registry import init_weights
+
+        model = torchvision.models.get_model(self.name, weights=None, num_classes=num_classes, **self.kwargs)
+        init_weights(model, self.init)
+        return model
+
+
+@schema("model", "base_custom")
+@dataclass
+class CustomModelCfg:
+    """Your own `nn.Module` class by import path (`hydra.utils.instantiate`). `kwargs` go to its constructor;
+    `num_classes` and `in_features` are filled from the data when the constructor takes them and kwargs do not."""
+
+    _target_: str = "???"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from hydra.utils import get_class
+
+        try:
+            get_class(self._target_)
+        except Exception as e:  # noqa: BLE001  (ImportError, AttributeError, ValueError: all mean "not a class")
+            raise ConfigError(f"model._target_={self._target_!r} is not an importable class: {e}") from None
+
+    def build(self, in_features: int, num_classes: int):
+        from hydra.utils import get_class, instantiate
+
+        params = inspect.signature(get_class(self._target_)).parameters
+        shape = {k: v for k, v in (("in_features", in_features), ("num_classes", num_classes)) if k in params}
+        return instantiate({"_target_": self._target_, **shape, **self.kwargs}, _convert_="all")
+
+
+
+@schema("data", "base_image_folder")
+@dataclass
+class ImageFolderCfg:
+    """A torchvision ImageFolder tree <root>/{train,val,test}/<class>/<image> (val optional), decoded once into
+    tensors with the transforms below."""
+
+    name: str = "image_folder"
+    root: Optional[str] = None
+    resize: Optional[list[int]] = None  # [H, W]; needed when images differ in size
+    mean: Optional[list[float]] = None  # per-channel normalisation (with std); None = pixels in [0, 1]
+    std: Optional[list[float]] = None
+    grayscale: bool = False  # one channel instead of RGB
+    val_fraction: float = 0.1  # of train, held out when there is no val/ folder
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        ok = self.root is not None and (Path(self.root) / "train").is_dir() and (Path(self.root) / "test").is_dir()
+        _check(ok, "data.root", self.root, "a folder holding train/ and test/ class subfolders (val/ optional)")
+        _check(self.resize is None or (len(self.resize) == 2 and min(self.resize) > 0), "data.resize", self.resize,
+               "null or [H, W] with H, W > 0")
+        _check((self.mean is None) == (self.std is None), "data.mean/std", (self.mean, self.std),
+               "both null or both per-channel lists")
+        _check(self.std is None or min(self.std) > 0, "data.std", self.std, "positive values")
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
+
+    def loader_kwargs(self) -> dict:
+        return dict(root=self.root, resize=self.resize, mean=self.mean, std=self.std, grayscale=self.grayscale,
+                    val_fraction=self.val_fraction, split_seed=self.split_seed)
 
 
 @schema("method", "base_imp")
@@ -103,6 +197,7 @@ class IMPCfg:
     stability_points: int = 30  # alphas on the interpolation path (Frankle et al. 2020 use 30)
 
     def __post_init__(self) -> None:
+        from lth.branches import BASELINES, RETRAIN
         from lth.pruning import STRATEGIES
         from lth.rewind import RewindPoint
 
@@ -111,16 +206,14 @@ class IMPCfg:
         _check(0.0 < self.prune_fraction < 1.0, "method.prune_fraction", self.prune_fraction, "(0, 1)")
         _check(self.output_prune_fraction is None or 0.0 <= self.output_prune_fraction < 1.0,
                "method.output_prune_fraction", self.output_prune_fraction, "[0, 1) or null")
-        _check(self.retrain in ("weight_rewind", "lr_rewind", "finetune"), "method.retrain", self.retrain,
-               "weight_rewind, lr_rewind, finetune")
+        _check(self.retrain in RETRAIN, "method.retrain", self.retrain, ", ".join(RETRAIN.names()))
         _check(self.optimizer_state in ("fresh", "rewound"), "method.optimizer_state", self.optimizer_state,
                "fresh, rewound")
         _check(self.random_prune_scope in ("layerwise", "global"), "method.random_prune_scope",
                self.random_prune_scope, "layerwise, global")
         _check(self.stability_points >= 2, "method.stability_points", self.stability_points, ">= 2")
-        allowed = ("random_reinit", "random_prune", "one_shot")
-        _check(all(b in allowed for b in self.baselines), "method.baselines", self.baselines,
-               f"a subset of {list(allowed)}")
+        _check(all(b in BASELINES for b in self.baselines), "method.baselines", self.baselines,
+               f"a subset of {BASELINES.names()}")
         try:
             RewindPoint.parse(self.rewind)
         except ValueError as e:

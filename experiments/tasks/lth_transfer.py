@@ -11,25 +11,16 @@ import dataclasses
 
 from experiments.checkpoint import load_checkpoint
 from experiments.context import RunContext
-from experiments.tasks.lth import (
-    LevelFiles,
-    apply_mask,
-    init_model,
-    load_data,
-    ones_mask,
-    prunable,
-    run_imp,
-    schedule,
-    train_unit,
-)
+from experiments.tasks.lth import LevelFiles, imp_task, init_model, load_data, schedule, train_unit
 from experiments.tasks.registry import TASKS
+from lth import apply_mask, ones_mask, prunable_names
 
 
 @TASKS.register("lth_transfer")
 def run_transfer(cfg, ctx: RunContext) -> list[dict]:
     source_cfg = dataclasses.replace(cfg, data=cfg.method.source)
     source_ctx = dataclasses.replace(ctx, job_dir=ctx.job_dir / "source", rows=[])
-    source_rows = run_imp(source_cfg, source_ctx)
+    source_rows = imp_task(source_cfg, source_ctx)
     for row in source_rows:
         ctx.add_row({**row, "lth/phase": "source"})
     source_files = LevelFiles(ctx.job_dir / "source")
@@ -44,7 +35,7 @@ def run_transfer(cfg, ctx: RunContext) -> list[dict]:
     for level in range(cfg.method.levels + 1):
         if level == 0:
             template = init_model(cfg, target, cfg.seed)
-            mask = ones_mask(template, prunable(cfg, template))
+            mask = ones_mask(template, prunable_names(template, exclude=cfg.method.exclude))
         else:
             mask = load_checkpoint(source_files.level(level) / "mask.pt")["mask"]
 
