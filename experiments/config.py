@@ -17,7 +17,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from experiments.schema import SCHEMAS, ConfigError, schema
+from experiments.schema import CROSS_CHECKS, SCHEMAS, ConfigError, schema
 from experiments.schema import check as _check
 from meter import MeterConfig
 
@@ -25,7 +25,8 @@ __all__ = ["Config", "ConfigError", "LoggerCfg", "NoMethodCfg", "OptimCfg", "con
            "validate"]
 
 # Modules whose schemas register themselves (one per task family).
-SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config")
+SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config",
+                  "experiments.tasks.ofa_config")
 
 
 @schema("optim", "base_optim")
@@ -114,6 +115,8 @@ class Config:
 
         _check(self.task in TASKS, "task", self.task, ", ".join(TASKS.names()))
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        for check in CROSS_CHECKS.get(self.task, ()):
+            check(self)
 
 
 
