@@ -1,10 +1,9 @@
 import pytest
 
 from once_for_all.schedule import PS_SCHEDULE, SCHEDULES, Phase, scaled, subnet_epochs
-from once_for_all.space import SupernetSpec
+from tests.once_for_all.ofa_testutils import SPEC_1D
 
-SPEC = SupernetSpec(dims=1, in_channels=1, num_classes=4, stem_channels=4, stage_widths=(4, 8),
-                    stage_strides=(1, 2), stage_se=(False, True), resolutions=(16, 20), head_channels=16)
+SPEC = SPEC_1D
 
 
 def test_ps_schedule_opens_the_papers_values_in_order():
@@ -16,14 +15,14 @@ def test_ps_schedule_opens_the_papers_values_in_order():
     assert opened == [((7,), (4,), (6,)), ((3, 5, 7), (4,), (6,)), ((3, 5, 7), (3, 4), (6,)),
                       ((3, 5, 7), (2, 3, 4), (6,)), ((3, 5, 7), (2, 3, 4), (4, 6)),
                       ((3, 5, 7), (2, 3, 4), (3, 4, 6))]
-    assert all(s.resolutions == (16, 20) for s in spaces.values())  # resolution elastic throughout
+    assert all(s.resolutions == (12, 16) for s in spaces.values())  # resolution elastic throughout
 
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"kernel_sizes": (3, 9)}, ["'bad'", "kernel_sizes", "k_max=7"]),
     ({"expand_ratios": (5,)}, ["'bad'", "expand_ratios", "[5]", "[3, 4, 6]"]),
     ({"depths": (1, 2)}, ["'bad'", "depths", "[1]"]),
-    ({"resolutions": (32,)}, ["'bad'", "resolutions", "[32]", "[16, 20]"]),
+    ({"resolutions": (32,)}, ["'bad'", "resolutions", "[32]", "[12, 16]"]),
 ])
 def test_phase_values_outside_the_spec_name_phase_and_key(kwargs, words):
     with pytest.raises(ValueError) as e:

@@ -1,11 +1,10 @@
 import pytest
 
 from once_for_all.search import EvolutionSearch, InfeasibleConstraint
-from once_for_all.space import ArchSpace, SupernetSpec
+from once_for_all.space import ArchSpace
+from tests.once_for_all.ofa_testutils import SPEC_1D
 
-SPACE = ArchSpace.full(SupernetSpec(dims=1, in_channels=1, num_classes=4, stem_channels=4, stage_widths=(4, 8),
-                                    stage_strides=(1, 2), stage_se=(False, True), resolutions=(16, 20),
-                                    head_channels=16))
+SPACE = ArchSpace.full(SPEC_1D)
 
 
 def cost(cfg) -> float:
