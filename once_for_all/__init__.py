@@ -5,8 +5,11 @@ BN recalibration and the analytic FLOPs table. Method side (appended below): sch
 search, efficiency tables.
 """
 
+from .export import StaticSubnet, export_subnet, load_subnet, save_subnet
 from .space import ArchSpace, SubnetConfig, SupernetSpec, make_divisible
+from .supernet import OFASupernet, resize_input
 
-__all__ = ["ArchSpace", "SubnetConfig", "SupernetSpec", "make_divisible"]
+__all__ = ["ArchSpace", "OFASupernet", "StaticSubnet", "SubnetConfig", "SupernetSpec", "export_subnet",
+           "load_subnet", "make_divisible", "resize_input", "save_subnet"]
 
 # method
