@@ -97,6 +97,28 @@ def paired_ratio(fn_a, fn_b, rounds: int, inner: int) -> tuple[float, float, flo
     return statistics.median(ratios), q[0], q[2]
 
 
+def measure(spec: SupernetSpec, cfg: SubnetConfig, x, y, rounds: int):
+    """(training-step ratio supernet/exported, inference ratio exported/hand-written), each (median, q25, q75)."""
+    net = OFASupernet(spec)
+    net.set_active(cfg)
+    static = export_subnet(net, cfg)
+    hand = hand_written(spec, cfg)
+    opt_net = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    opt_static = torch.optim.SGD(static.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(3):
+        train_step(net, opt_net, x, y), train_step(static, opt_static, x, y)
+    step = paired_ratio(lambda: train_step(net, opt_net, x, y), lambda: train_step(static, opt_static, x, y),
+                        rounds, 5)
+    static.eval(), hand.eval()
+    sd = static.state_dict()  # after training: the hand-written model gets the same weights
+    ordered = [v for part in ("stem.", "blocks.", "head.", "classifier.") for k, v in sd.items() if k.startswith(part)]
+    hand.load_state_dict(dict(zip(hand.state_dict(), ordered, strict=True)))
+    with torch.inference_mode():
+        assert torch.allclose(static(x), hand(x), atol=1e-5), "hand-written model differs from the export"
+        infer = paired_ratio(lambda: static(x), lambda: hand(x), rounds, 20)
+    return step, infer
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dims", type=int, default=1)
@@ -117,27 +139,9 @@ def main() -> None:
     print("| sub-net | supernet step / exported step [q25, q75] | exported infer / hand-written infer [q25, q75] |")
     print("|---|---|---|")
     for name, cfg in (("largest", space.largest()), ("random", mid), ("smallest", space.smallest())):
-        net = OFASupernet(spec)
-        net.set_active(cfg)
-        static = export_subnet(net, cfg)
-        hand = hand_written(spec, cfg)
-        opt_net = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        opt_static = torch.optim.SGD(static.parameters(), lr=0.01, momentum=0.9)
-        for _ in range(3):
-            train_step(net, opt_net, x, y), train_step(static, opt_static, x, y)
-        step = paired_ratio(lambda: train_step(net, opt_net, x, y), lambda: train_step(static, opt_static, x, y),
-                            a.rounds, 5)
-        static.eval(), hand.eval()
-        sd = static.state_dict()  # after training: the hand-written model gets the same weights
-        ordered = [v for part in ("stem.", "blocks.", "head.", "classifier.") for k, v in sd.items()
-                   if k.startswith(part)]
-        hand.load_state_dict(dict(zip(hand.state_dict(), ordered, strict=True)))
-        with torch.inference_mode():
-            assert torch.allclose(static(x), hand(x), atol=1e-5), "hand-written model differs from the export"
-            infer = paired_ratio(lambda: static(x), lambda: hand(x), a.rounds, 20)
+        step, infer = measure(spec, cfg, x, y, a.rounds)
         print(f"| {name} `{cfg}` | {step[0]:.3f} [{step[1]:.3f}, {step[2]:.3f}] | "
               f"{infer[0]:.3f} [{infer[1]:.3f}, {infer[2]:.3f}] |")
-
 
 if __name__ == "__main__":
     main()
