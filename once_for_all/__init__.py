@@ -15,3 +15,12 @@ __all__ = ["ArchSpace", "OFASupernet", "StaticSubnet", "SubnetConfig", "Supernet
            "load_subnet", "make_divisible", "recalibrate_bn", "reorder_channels", "resize_input", "save_subnet"]
 
 # method
+from .efficiency import LatencyTable, energy_per_inference, measure_latency, table_error  # noqa: E402
+from .predictor import AccuracyPredictor, kendall_tau, rmse  # noqa: E402
+from .schedule import PS_SCHEDULE, SCHEDULES, Phase  # noqa: E402
+from .search import EvolutionSearch, InfeasibleConstraint  # noqa: E402
+from .training import SAMPLERS, Batches, OptimConfig, train_phase, train_schedule, train_static  # noqa: E402
+
+__all__ += ["AccuracyPredictor", "Batches", "EvolutionSearch", "InfeasibleConstraint", "LatencyTable",
+            "OptimConfig", "PS_SCHEDULE", "Phase", "SAMPLERS", "SCHEDULES", "energy_per_inference", "kendall_tau",
+            "measure_latency", "rmse", "table_error", "train_phase", "train_schedule", "train_static"]
