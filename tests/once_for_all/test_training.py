@@ -162,3 +162,40 @@ def test_no_weight_decay_on_bn_and_bias():
     assert decay["weight_decay"] == 3e-5 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
     assert decay["nesterov"] and decay["momentum"] == 0.9
+
+
+SCHEDULE = [Phase("full", 1, 0.05), Phase("kernel", 1, 0.05, kernel_sizes="all"),
+            Phase("expand_1", 2, 0.05, kernel_sizes="all", depths="all", expand_ratios=(4, 6), subnets_per_step=2,
+                  reorder_before=True)]
+
+
+def _schedule_run(seed_net: int, kill_at: tuple | None, path, state=None):
+    from once_for_all.training import train_schedule
+
+    torch.manual_seed(seed_net)
+    net = OFASupernet(SPEC_1D)
+    g = torch.Generator().manual_seed(5)
+    data = Batches(torch.randn(16, 1, 16, generator=g), torch.randint(0, 5, (16,), generator=g), 8)
+
+    def hook(s):
+        torch.save(s, path)
+        if (s["phase_index"], s["epoch"]) == kill_at:
+            raise KeyboardInterrupt
+
+    try:
+        return net, train_schedule(net, SCHEDULE, data, seed=3, state=state, on_epoch_end=hook, flops=zero_flops)
+    except KeyboardInterrupt:
+        return net, None
+
+
+@pytest.mark.parametrize("kill_at", [(0, 1), (2, 1)])  # at a phase boundary (teacher made next) / mid-phase
+def test_schedule_resume_is_bit_identical_across_phases(tmp_path, kill_at):
+    full, results = _schedule_run(0, None, tmp_path / "a.pt")
+    _schedule_run(0, kill_at, tmp_path / "b.pt")
+    state = torch.load(tmp_path / "b.pt", weights_only=True)
+    resumed, results2 = _schedule_run(99, None, tmp_path / "c.pt", state=state)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [r["counters"] for r in results2] == [r["counters"] for r in results]
+    assert [r["phase"] for r in results] == ["full", "kernel", "expand_1"]
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["teacher"] is not None
