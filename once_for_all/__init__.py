@@ -7,11 +7,12 @@ search, efficiency tables.
 
 from .bn import recalibrate_bn
 from .export import StaticSubnet, export_subnet, load_subnet, save_subnet
+from .flops import FlopsTable
 from .reorder import reorder_channels
 from .space import ArchSpace, SubnetConfig, SupernetSpec, make_divisible
 from .supernet import OFASupernet, resize_input
 
-__all__ = ["ArchSpace", "OFASupernet", "StaticSubnet", "SubnetConfig", "SupernetSpec", "export_subnet",
+__all__ = ["ArchSpace", "FlopsTable", "OFASupernet", "StaticSubnet", "SubnetConfig", "SupernetSpec", "export_subnet",
            "load_subnet", "make_divisible", "recalibrate_bn", "reorder_channels", "resize_input", "save_subnet"]
 
 # method
