@@ -3,9 +3,9 @@
 Block: [expand 1x1 -> BN -> act] -> depthwise kxk (stride) -> BN -> act -> [squeeze-excite] -> project 1x1 -> BN,
 plus the identity shortcut when stride is 1 and channels match. x: [B, C, L] (dims=1) or [B, C, H, W] (dims=2).
 
-Both forms share one forward over `conv_weights()`: the static block returns its own weights, the elastic
-block returns slices of its maximal weights (first `mid` channels) and its depthwise kernel through OFA's
-kernel-transformation matrices. Its BN layers slice themselves to the width of their input.
+The static block's forward is plain module calls. The elastic block runs the same layers functionally with
+`conv_weights()`: slices of its maximal weights (first `mid` channels) and its depthwise kernel through OFA's
+kernel-transformation matrices; its BN layers slice themselves to the width of their input.
 """
 
 from __future__ import annotations
@@ -93,18 +93,12 @@ class MBBlock(nn.Module):
         self.project = conv_bn(dims, mid, cout, 1)
         self.residual = stride == 1 and cin == cout
 
-    def conv_weights(self) -> tuple[Tensor | None, Tensor, tuple[Tensor, ...] | None, Tensor]:
-        """(expand weight | None, depthwise weight, SE params | None, project weight) this forward uses."""
-        return (None if self.expand is None else self.expand[0].weight, self.depthwise[0].weight,
-                None if self.se is None else self.se.params(), self.project[0].weight)
-
     def forward(self, x: Tensor) -> Tensor:
-        we, wd, se, wp = self.conv_weights()
-        h = x if we is None else apply_conv_bn(self.expand, x, we)
-        h = apply_conv_bn(self.depthwise, h, wd, groups=wd.shape[0])
-        if se is not None:
-            h = h * SqueezeExcite.gate(h, *se)
-        h = apply_conv_bn(self.project, h, wp)
+        h = x if self.expand is None else self.expand(x)
+        h = self.depthwise(h)
+        if self.se is not None:
+            h = self.se(h)
+        h = self.project(h)
         return x + h if self.residual else h
 
 
@@ -142,7 +136,8 @@ class ElasticMBBlock(MBBlock):
             w = F.linear(crop.reshape(-1, dst ** self.dims), self.transforms[f"{src}to{dst}"]).view(crop.shape)
         return w
 
-    def conv_weights(self):
+    def conv_weights(self) -> tuple[Tensor, Tensor, tuple[Tensor, ...] | None, Tensor]:
+        """(expand, depthwise, SE params | None, project) weights of the active (kernel, expand)."""
         mid = self.mid_fn(self.active_expand)
         se = None
         if self.se is not None:
@@ -151,6 +146,15 @@ class ElasticMBBlock(MBBlock):
             se = (w1[:s, :mid], b1[:s], w2[:mid, :s], b2[:mid])
         return (self.expand[0].weight[:mid], self.kernel(self.active_kernel, mid), se,
                 self.project[0].weight[:, :mid])
+
+    def forward(self, x: Tensor) -> Tensor:
+        we, wd, se, wp = self.conv_weights()
+        h = apply_conv_bn(self.expand, x, we)
+        h = apply_conv_bn(self.depthwise, h, wd, groups=wd.shape[0])
+        if se is not None:
+            h = h * SqueezeExcite.gate(h, *se)
+        h = apply_conv_bn(self.project, h, wp)
+        return x + h if self.residual else h
 
     def static_state(self) -> dict[str, Tensor]:
         """State dict of the static MBBlock equal to the active configuration; differentiable w.r.t. this
