@@ -92,6 +92,17 @@ class LatencyTable:
             raise KeyError(f"LatencyTable has no entry for {missing[:3] or ('fixed', cfg.resolution)} of {cfg}")
         return self.fixed[cfg.resolution] + sum(self.blocks[k] for k in self.block_keys(cfg))
 
+    def to_dict(self) -> dict:
+        """JSON-serialisable; `from_dict` inverts it exactly."""
+        return {"blocks": [[*k, v] for k, v in self.blocks.items()], "fixed": [[r, v] for r, v in self.fixed.items()],
+                "max_depth": self.max_depth, "batch_size": self.batch_size, "num_threads": self.num_threads}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LatencyTable:
+        blocks = {(int(s), int(i), int(k), e, int(r)): float(v) for s, i, k, e, r, v in d["blocks"]}
+        return cls(blocks, {int(r): float(v) for r, v in d["fixed"]}, int(d["max_depth"]), int(d["batch_size"]),
+                   int(d["num_threads"]))
+
     @classmethod
     def build(cls, net: nn.Module, batch_size: int = 1, warmup: int = 5, repeats: int = 20,
               device: str | torch.device = "cpu") -> LatencyTable:

@@ -1,4 +1,5 @@
 import itertools
+import json
 import random
 from contextlib import contextmanager
 
@@ -30,6 +31,8 @@ def test_table_predict_is_fixed_plus_the_running_blocks_entries():
             table.blocks[(s, i, cfg.kernels[b], cfg.expands[b], cfg.resolution)]
             for s, i, b in cfg.active_blocks(SPEC_1D))
         assert table.predict(cfg) == want
+    back = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert back == table and back.predict(SPACE.largest()) == table.predict(SPACE.largest())
     del table.blocks[(0, 0, 3, 3, 12)]
     with pytest.raises(KeyError, match=r"\(0, 0, 3, 3, 12\)"):
         table.predict(SPACE.smallest())
