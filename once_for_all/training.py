@@ -23,13 +23,13 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from meter.registry import Registry
 
 from .schedule import Phase
 from .space import ArchSpace, SubnetConfig
 from .supernet import resize_input
+from .train_flops import FLOP_FIXES, TrainFlops  # noqa: F401  (re-exported: the loop's default counter)
 
 
 def derive_seed(*parts) -> int:
@@ -127,91 +127,6 @@ def cosine_lr(peak: float, step: int, total: int) -> float:
 def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """mean_b sum_c -softmax(target)_bc log_softmax(logits)_bc; logits, target_logits: [B, C]."""
     return torch.sum(-F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1), dim=1).mean()
-
-
-# ------------------------------------------------------------------------------------------------ FLOPs
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
-    # torch's formula counts grad_input of a grouped conv as if dense (x groups: 17x a depthwise conv's forward
-    # for 16 channels); each of grad_input / grad_weight costs exactly the forward's multiply-adds
-    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
-
-
-FLOP_FIXES = {torch.ops.aten.convolution_backward: _conv_backward_flop}
-
-
-def _count(module: nn.Module, x: torch.Tensor, backward: bool) -> int:
-    """FlopCounterMode FLOPs of module(x) (+ backward of its sum) on a copy; grouped-conv backward corrected."""
-    module = copy.deepcopy(module)
-    # FLOPs do not depend on values; fork the RNG so counting (dropout) never shifts training's random stream
-    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as mode:
-        out = module(x)
-        if backward:
-            out.float().sum().backward()
-    return int(mode.get_total_flops())
-
-
-class TrainFlops:
-    """FLOPs (FlopCounterMode: forward, + backward if asked) of one pass of a batch `x` through a sub-net.
-
-    Exact and cheap: FLOPs add up over ops, so a supernet pass = fixed layers + its running blocks, each block
-    counted once in isolation per (block, kernel, expand, batch shape) on an input that requires grad (as it
-    does inside the net), the fixed layers once per batch shape (whole net minus its blocks). A static module
-    (cfg None) is counted whole, once per (module, batch shape). Keep one instance per supernet spec.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple, int] = {}
-        self._work: dict = {}  # spec -> a private copy of the supernet to count on
-        self._shapes: dict[tuple, dict[int, tuple]] = {}
-
-    def _get(self, key: tuple, fn: Callable[[], int]) -> int:
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    def __call__(self, model: nn.Module, cfg: SubnetConfig | None, x: torch.Tensor, backward: bool = True) -> int:
-        shape = tuple(x.shape)
-        if cfg is None:
-            return self._get((id(model), shape, backward), lambda: _count(model, x, backward))
-        spec = model.spec
-        if spec not in self._work:
-            self._work[spec] = copy.deepcopy(model).eval()  # eval: a forward for shapes updates no BN stats
-        work = self._work[spec]
-        full = replace(ArchSpace.full(spec).largest(), resolution=cfg.resolution)
-        shapes = self._block_shapes(work, full, x)
-        total = self._get((spec, "fixed", shape, backward), lambda: self._fixed(work, full, x, shapes, backward))
-        for _, _, b in cfg.active_blocks(spec):
-            total += self._block(work, full, b, cfg.kernels[b], cfg.expands[b], shapes[b], x.dtype, backward)
-        return total
-
-    def _block_shapes(self, work: nn.Module, full: SubnetConfig, x: torch.Tensor) -> dict[int, tuple]:
-        key = (work.spec, tuple(x.shape))
-        if key not in self._shapes:
-            seen: dict[int, tuple] = {}
-            hooks = [blk.register_forward_pre_hook(lambda m, a, b=b: seen.__setitem__(b, tuple(a[0].shape)))
-                     for b, blk in enumerate(work.blocks)]
-            work.set_active(full)
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                work(x)
-            for h in hooks:
-                h.remove()
-            self._shapes[key] = seen
-        return self._shapes[key]
-
-    def _block(self, work, full, b: int, k: int, e: float, shape: tuple, dtype, backward: bool) -> int:
-        def count() -> int:
-            work.set_active(replace(full, kernels=full.kernels[:b] + (k,) + full.kernels[b + 1:],
-                                    expands=full.expands[:b] + (e,) + full.expands[b + 1:]))
-            return _count(work.blocks[b], torch.zeros(shape, dtype=dtype, requires_grad=backward), backward)
-
-        return self._get((work.spec, b, k, e, shape, backward), count)
-
-    def _fixed(self, work, full: SubnetConfig, x: torch.Tensor, shapes, backward: bool) -> int:
-        blocks = sum(self._block(work, full, b, full.kernels[b], full.expands[b], shapes[b], x.dtype, backward)
-                     for _, _, b in full.active_blocks(work.spec))
-        work.set_active(full)
-        return _count(work, x, backward) - blocks
 
 
 # ------------------------------------------------------------------------------------------------ the loop

@@ -9,12 +9,11 @@ from torch import nn
 
 from once_for_all.schedule import PS_SCHEDULE, Phase
 from once_for_all.supernet import OFASupernet
+from once_for_all.train_flops import FLOP_FIXES, TrainFlops
 from once_for_all.training import (
-    FLOP_FIXES,
     SAMPLERS,
     Batches,
     OptimConfig,
-    TrainFlops,
     _step,
     soft_cross_entropy,
     train_phase,
