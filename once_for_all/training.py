@@ -187,8 +187,12 @@ def train_phase(
                     g["lr"] = lr
                 cfgs = draw.sample(space, random.Random(derive_seed(seed, phase.name, "arch", step)),
                                    phase.subnets_per_step)
-                loss_sum += _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace,
-                                  flops, counters)
+                loss = _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace, flops,
+                             counters)
+                if not math.isfinite(loss):  # stop before a diverged net is checkpointed as if healthy
+                    raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} on sub-nets "
+                                             f"{[str(c) for c in cfgs]}; lower the lr ({lr:g}) or check the data")
+                loss_sum += loss
                 run["step"] = step + 1
         row = {"epoch": epoch, "loss": loss_sum / max(len(batches), 1), "lr": lr,
                "flops_train": counters["flops_train"] - flops_before}

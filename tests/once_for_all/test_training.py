@@ -198,3 +198,14 @@ def test_schedule_resume_is_bit_identical_across_phases(tmp_path, kill_at):
     assert [r["counters"] for r in results2] == [r["counters"] for r in results]
     assert [r["phase"] for r in results] == ["full", "kernel", "expand_1"]
     assert torch.load(tmp_path / "a.pt", weights_only=True)["teacher"] is not None
+
+
+def test_a_non_finite_loss_stops_the_phase_naming_it():
+    model = nn.Linear(2, 3)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    data = Batches(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), 2)
+    saved = []
+    with pytest.raises(FloatingPointError, match="phase 'static' step 0: loss nan"):
+        train_static(model, data, epochs=1, lr=0.1, on_epoch_end=saved.append)
+    assert saved == []  # nothing checkpointed
