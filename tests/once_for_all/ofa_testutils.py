@@ -12,6 +12,14 @@ SPEC_2D = SupernetSpec(dims=2, in_channels=3, num_classes=4, stem_channels=4, st
                        stem_stride=2, first_block_channels=6, feature_channels=7, channel_divisor=2)
 SPECS = {"1d": SPEC_1D, "2d": SPEC_2D}
 
+# The ImageNet OFA-MobileNetV3 space (mit-han-lab/once-for-all OFAMobileNetV3, width 1.0), by config alone.
+IMAGENET = SupernetSpec(dims=2, in_channels=3, num_classes=1000, stem_channels=16, stem_stride=2,
+                        first_block_channels=16, stage_widths=(24, 40, 80, 112, 160), stage_strides=(2, 2, 2, 1, 2),
+                        stage_se=(False, True, False, True, True),
+                        stage_acts=("relu", "relu", "hswish", "hswish", "hswish"),
+                        resolutions=tuple(range(128, 225, 4)), head_channels=960, feature_channels=1280,
+                        channel_divisor=8)
+
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Every float tensor random (running_var positive), so no test passes by zeros or identities."""

@@ -8,7 +8,7 @@ from once_for_all import ArchSpace
 from once_for_all.export import StaticSubnet, export_subnet, load_subnet, save_subnet, subnet_state
 from once_for_all.layers import ElasticMBBlock
 from once_for_all.supernet import OFASupernet
-from tests.once_for_all.ofa_testutils import SPECS, inputs, randomize
+from tests.once_for_all.ofa_testutils import IMAGENET, SPECS, inputs, randomize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,3 +90,13 @@ def test_load_rejects_files_without_metadata(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match=r"plain.safetensors.*lacks \['config', 'spec'\]"):
         load_subnet(path)
+
+
+@pytest.mark.slow
+def test_imagenet_space_export_equals_supernet():
+    net = randomize(OFASupernet(IMAGENET).double()).eval()
+    cfg = ArchSpace.full(IMAGENET).sample(random.Random(0))
+    cfg = ArchSpace(IMAGENET, resolutions=(128,)).mutate(cfg, random.Random(0), prob=0.0)  # smallest input
+    net.set_active(cfg)
+    x = inputs(IMAGENET, 128, batch=2)
+    torch.testing.assert_close(export_subnet(net, cfg)(x), net(x), rtol=0, atol=1e-12)

@@ -4,22 +4,13 @@ import pytest
 import torch
 
 from meter.flops import count_flops
-from once_for_all import ArchSpace, SupernetSpec
+from once_for_all import ArchSpace
 from once_for_all.export import StaticSubnet
 from once_for_all.flops import FlopsTable
 from once_for_all.supernet import OFASupernet
-from tests.once_for_all.ofa_testutils import SPECS
+from tests.once_for_all.ofa_testutils import IMAGENET, SPECS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# The ImageNet OFA-MobileNetV3 space (mit-han-lab/once-for-all OFAMobileNetV3, width 1.0), by config alone.
-IMAGENET = SupernetSpec(dims=2, in_channels=3, num_classes=1000, stem_channels=16, stem_stride=2,
-                        first_block_channels=16, stage_widths=(24, 40, 80, 112, 160), stage_strides=(2, 2, 2, 1, 2),
-                        stage_se=(False, True, False, True, True), stage_acts=("relu", "relu", "hswish", "hswish",
-                                                                               "hswish"),
-                        resolutions=tuple(range(128, 225, 4)), head_channels=960, feature_channels=1280,
-                        channel_divisor=8)
-
 
 def counted(spec, cfg):
     model = StaticSubnet(spec, cfg).eval()
