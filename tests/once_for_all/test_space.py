@@ -115,3 +115,14 @@ def test_encode_one_hot_layout():
     assert blocks[1].tolist() == [0, 1, 0, 0, 1, 0]  # kernel 5, expand 4
     assert x[72:].tolist() == [0, 1, 0]
     assert torch.equal(SPACE.encode(c), SPACE.encode(c.canonical(SPEC)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds)
+def test_canonical_is_idempotent_valid_and_encodes_the_same(seed):
+    c = SPACE.sample(random.Random(seed))
+    can = c.canonical(SPEC)
+    assert can.canonical(SPEC) == can and can.depths == c.depths and can.resolution == c.resolution
+    SPACE.validate(can)
+    assert torch.equal(SPACE.encode(can), SPACE.encode(c))
+    assert (can == c) == (can.key() == c.key())
