@@ -105,11 +105,13 @@ class LatencyTable:
 
     @classmethod
     def build(cls, net: nn.Module, batch_size: int = 1, warmup: int = 5, repeats: int = 20,
-              device: str | torch.device = "cpu") -> LatencyTable:
+              device: str | torch.device = "cpu", timer: Callable[[], float] = time.perf_counter) -> LatencyTable:
         """Time every (stage, block, kernel, expand, resolution) choice of `net` (an OFASupernet) in isolation.
 
         For each (kernel, expand, resolution) one static sub-net with every block at that choice and full depth
         is exported; each block is timed on the input it receives there, the rest of the net as `fixed`.
+        On a busy machine a whole-net wall time includes waits for the CPU that sub-millisecond block timings
+        escape; `timer=time.thread_time` (CPU time of this thread; 1 intra-op thread) compares like with like.
         """
         from .export import export_subnet
 
@@ -127,9 +129,9 @@ class LatencyTable:
                     parts = _block_inputs(model, x)
                     for b, (blk, inp) in enumerate(parts):
                         blocks[(b // depth, b % depth, k, e, res)] = statistics.median(
-                            _timings(lambda blk=blk, inp=inp: blk(inp), inp, warmup, repeats, time.perf_counter))
+                            _timings(lambda blk=blk, inp=inp: blk(inp), inp, warmup, repeats, timer))
                     if res not in fixed:
-                        fixed[res] = _fixed_latency(model, x, parts, warmup, repeats)
+                        fixed[res] = _fixed_latency(model, x, parts, warmup, repeats, timer)
         return cls(blocks, fixed, depth, batch_size)
 
 
@@ -158,7 +160,7 @@ class _Replay(nn.Module):
         return self.out
 
 
-def _fixed_latency(model: nn.Module, x: torch.Tensor, parts, warmup: int, repeats: int) -> float:
+def _fixed_latency(model: nn.Module, x: torch.Tensor, parts, warmup: int, repeats: int, timer) -> float:
     """Latency of everything but the blocks (stem, head, pooling, classifier): the blocks replaced by a replay
     of their output."""
     with torch.inference_mode():
@@ -166,22 +168,22 @@ def _fixed_latency(model: nn.Module, x: torch.Tensor, parts, warmup: int, repeat
     saved = model.blocks
     model.blocks = nn.Sequential(_Replay(out)) if out is not None else nn.Sequential()
     try:
-        return statistics.median(_timings(lambda: model(x), x, warmup, repeats, time.perf_counter))
+        return statistics.median(_timings(lambda: model(x), x, warmup, repeats, timer))
     finally:
         model.blocks = saved
 
 
 def table_error(table: LatencyTable, net: nn.Module, cfgs: Iterable[SubnetConfig], warmup: int = 5,
-                repeats: int = 20) -> list[dict]:
+                repeats: int = 20, timer: Callable[[], float] = time.perf_counter) -> list[dict]:
     """Per sub-net: predicted and measured latency (exported static model, table's batch size) and their
-    relative error (predicted - measured) / measured."""
+    relative error (predicted - measured) / measured. Use the `timer` the table was built with."""
     from .export import export_subnet
 
     spec, rows = net.spec, []
     for cfg in cfgs:
         model = export_subnet(net, cfg)
         x = torch.randn(table.batch_size, spec.in_channels, *(cfg.resolution,) * spec.dims)
-        measured = measure_latency(model, x, warmup, repeats)
+        measured = measure_latency(model, x, warmup, repeats, timer)
         pred = table.predict(cfg)
         rows.append({"config": str(cfg), "latency/predicted_s": pred, "latency/measured_s": measured,
                      "latency/rel_error": (pred - measured) / measured})
