@@ -14,7 +14,6 @@ Specialisation trains nothing: its rows carry `flops/train_total` 0 and the ener
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -190,17 +189,13 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
 
     def work() -> dict:
         with job.ctx.meter.window("latency_table") as w:
-            table = LatencyTable.build(net, batch_size=1)
-        atomic_write_json(path, {"blocks": [[*k, v] for k, v in table.blocks.items()],
-                                 "fixed": [[r, v] for r, v in table.fixed.items()], "max_depth": table.max_depth,
-                                 "num_threads": table.num_threads})
+            table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats)
+        atomic_write_json(path, table.to_dict())
         return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
                 "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
 
     unit(job, unit_dir, work)
-    d = json.loads(path.read_text())
-    return LatencyTable({tuple(e[:-1]): e[-1] for e in d["blocks"]}, {int(r): v for r, v in d["fixed"]},
-                        d["max_depth"], 1, d["num_threads"])
+    return LatencyTable.from_dict(read_json(path))
 
 
 def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
@@ -314,5 +309,5 @@ def run_ofa(cfg, ctx: RunContext) -> list[dict]:
     predictor = train_predictor(job, net)
     specialise(job, net, predictor, latency)
     for name in cfg.method.baselines:
-        BASELINES[name](job)
+        BASELINES.get(name)(job)
     return ctx.rows

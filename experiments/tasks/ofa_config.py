@@ -30,6 +30,12 @@ class OFAModelCfg:
     depths: list[int] = field(default_factory=lambda: [2, 3, 4])
     resolutions: list[int] = field(default_factory=lambda: [32, 36, 40])
     head_channels: int = 128
+    stem_stride: int = 1
+    first_block_channels: int = 0  # > 0: a fixed depthwise-separable block after the stem (MobileNetV3)
+    feature_channels: int = 0  # > 0: a 1x1 layer after pooling, before the classifier (MobileNetV3: 1280)
+    stage_acts: list[str] = field(default_factory=list)  # per stage: relu | hswish; [] = hswish everywhere
+    se_reduction: int = 4
+    channel_divisor: int = 1  # expanded and SE widths rounded to multiples of this (8 on ImageNet)
 
     def __post_init__(self) -> None:
         _check(self.dims in (1, 2), "model.dims", self.dims, "1 (sequences) or 2 (images)")
@@ -56,7 +62,9 @@ class OFAModelCfg:
             stage_widths=tuple(self.stage_widths), stage_strides=tuple(self.stage_strides),
             stage_se=tuple(self.stage_se), kernel_sizes=tuple(self.kernel_sizes),
             expand_ratios=tuple(float(e) for e in self.expand_ratios), depths=tuple(self.depths),
-            resolutions=tuple(self.resolutions), head_channels=self.head_channels)
+            resolutions=tuple(self.resolutions), head_channels=self.head_channels, stem_stride=self.stem_stride,
+            first_block_channels=self.first_block_channels, feature_channels=self.feature_channels,
+            stage_acts=tuple(self.stage_acts), se_reduction=self.se_reduction, channel_divisor=self.channel_divisor)
 
 
 @dataclass
