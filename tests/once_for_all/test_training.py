@@ -209,3 +209,14 @@ def test_a_non_finite_loss_stops_the_phase_naming_it():
     with pytest.raises(FloatingPointError, match="phase 'static' step 0: loss nan"):
         train_static(model, data, epochs=1, lr=0.1, on_epoch_end=saved.append)
     assert saved == []  # nothing checkpointed
+
+
+def test_each_epoch_runs_in_a_meter_window():
+    from meter import Measurement, Meter, MeterConfig
+
+    data = Batches(torch.randn(8, 2), torch.zeros(8, dtype=torch.long), 4)
+    with Meter(MeterConfig(enabled=False)) as meter:
+        run = train_static(nn.Linear(2, 3), data, epochs=2, lr=0.1, meter=meter, name="scratch")
+    energy = [Measurement.from_dict(h["energy"]) for h in run["history"]]
+    assert [m.name for m in energy] == ["scratch-epoch0", "scratch-epoch1"]
+    assert all(m.method == "disabled" for m in energy)
