@@ -121,13 +121,20 @@ def progressive(epoch_scale: float = 1.0, lr_scale: float = 1.0, **_) -> list[Ph
 
 
 @SCHEDULES.register("no_ps")
-def no_ps(epoch_scale: float = 1.0, lr_scale: float = 1.0, subnets_per_step: int = 1, **_) -> list[Phase]:
-    """Every dimension open from the first step, trained from scratch at the full-net lr for as many sub-net
-    passes as PS spends (full phase included); no KD (there is no trained teacher to distil from)."""
-    total = subnet_epochs(progressive(epoch_scale, lr_scale))
-    lr = PS_SCHEDULE[0].lr * lr_scale
-    return [Phase("no_ps", math.ceil(total / subnets_per_step), lr, kernel_sizes="all", expand_ratios="all",
-                  depths="all", subnets_per_step=subnets_per_step, sampler="no_ps", distill=False)]
+def no_ps(epoch_scale: float = 1.0, lr_scale: float = 1.0, subnets_per_step: int = 1, full_first: bool = False,
+          **_) -> list[Phase]:
+    """Every dimension open at once for as many sub-net passes as PS spends (its full phase included).
+
+    Default: from the first step, at the full-net lr, without KD (no trained teacher exists). `full_first`: PS's
+    full-net phase first, then everything open with KD from it, isolating "progressive" from "distilled".
+    """
+    ps = progressive(epoch_scale, lr_scale)
+    head = ps[:1] if full_first else []
+    total = subnet_epochs(ps) - subnet_epochs(head)
+    lr = ps[1].lr if full_first else ps[0].lr
+    return head + [Phase("no_ps", math.ceil(total / subnets_per_step), lr, kernel_sizes="all",
+                         expand_ratios="all", depths="all", subnets_per_step=subnets_per_step, sampler="no_ps",
+                         distill=full_first)]
 
 
 @SCHEDULES.register("sandwich")

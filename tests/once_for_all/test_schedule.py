@@ -61,3 +61,10 @@ def test_baselines_spend_the_same_subnet_passes_as_ps_with_everything_open(name)
     assert 0 <= subnet_epochs([phase]) - ps < phase.subnets_per_step
     assert phase.space(SPEC).kernel_sizes == (3, 5, 7) and phase.space(SPEC).expand_ratios == (3, 4, 6)
     assert phase.space(SPEC).depths == (2, 3, 4) and phase.sampler == name
+
+
+def test_no_ps_after_the_full_phase_distils_and_keeps_the_budget():
+    ps = SCHEDULES.get("progressive")(0.05)
+    full, rest = SCHEDULES.get("no_ps")(0.05, subnets_per_step=4, full_first=True)
+    assert full == ps[0] and rest.distill and rest.lr == ps[1].lr
+    assert 0 <= subnet_epochs([full, rest]) - subnet_epochs(ps) < 4
