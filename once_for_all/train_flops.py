@@ -28,14 +28,17 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
 FLOP_FIXES = {torch.ops.aten.convolution_backward: _conv_backward_flop}
 
 
-def _count(module: nn.Module, x: torch.Tensor, backward: bool) -> int:
-    """FlopCounterMode FLOPs of module(x) (+ backward of its sum) on a copy; grouped-conv backward corrected."""
-    module = copy.deepcopy(module)
+def _count(module: nn.Module, x: torch.Tensor, backward: bool, private: bool = False) -> int:
+    """FlopCounterMode FLOPs of module(x) (+ backward of its sum), grouped-conv backward corrected; on a copy
+    unless the module is `private` (then its gradients are cleared after)."""
+    module = module if private else copy.deepcopy(module)
     # FLOPs do not depend on values; fork the RNG so counting (dropout) never shifts training's random stream
     with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as mode:
         out = module(x)
         if backward:
             out.float().sum().backward()
+    if private:
+        module.zero_grad(set_to_none=True)
     return int(mode.get_total_flops())
 
 
@@ -91,7 +94,7 @@ class TrainFlops:
         def count() -> int:
             work.set_active(replace(full, kernels=full.kernels[:b] + (k,) + full.kernels[b + 1:],
                                     expands=full.expands[:b] + (e,) + full.expands[b + 1:]))
-            return _count(work.blocks[b], torch.zeros(shape, dtype=dtype, requires_grad=backward), backward)
+            return _count(work.blocks[b], torch.zeros(shape, dtype=dtype, requires_grad=backward), backward, True)
 
         return self._get((work.spec, b, k, e, shape, backward), count)
 
@@ -99,4 +102,4 @@ class TrainFlops:
         blocks = sum(self._block(work, full, b, full.kernels[b], full.expands[b], shapes[b], x.dtype, backward)
                      for _, _, b in full.active_blocks(work.spec))
         work.set_active(full)
-        return _count(work, x, backward) - blocks
+        return _count(work, x, backward, True) - blocks
