@@ -24,7 +24,7 @@ from experiments.context import RunContext, seed_everything
 from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
 from experiments.records import atomic_write_json, read_json, write_summary
-from experiments.tables import TASK_COLUMNS, render
+from experiments.tables import write_run_table
 from experiments.tasks.registry import TASKS
 from meter import Meter
 from meter.schedule import plan_from_config
@@ -129,8 +129,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             sys.exit(2)
         if not distributed.is_main():
             return
-    if cfg.task in TASK_COLUMNS:
-        print(render(rows, TASK_COLUMNS[cfg.task]))
+    print(write_run_table(job_dir, rows, cfg.task))
     print(f"\nrun folder: {job_dir}")
 
 

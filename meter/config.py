@@ -6,8 +6,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from meter.trace_file import TraceError, read_trace
+
+__all__ = ["MeterConfig", "TraceError"]
+
 INTENSITY_KINDS = ("average", "marginal")
 TRACE_ALIGNS = ("shift_year", "strict")
+
+
+def _f(default, help: str):
+    """A field with its one-line meaning and unit in `metadata["help"]` (the runner's --help lists them)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 def _check(ok: bool, key: str, value, allowed: str) -> None:
@@ -25,31 +36,33 @@ class MeterConfig:
     `meter.sources.estimate` for the model and why it attributes only this process's CPU time.
     """
 
-    enabled: bool = True
-    sources: list[str] = field(default_factory=lambda: ["nvml", "rapl", "estimate"])  # priority order
-    sample_period_s: float = 0.1  # background sampler (power polling, RAM integration, energy.csv rows)
-    flush_period_s: float = 5.0  # energy.csv is flushed at least this often
-    pue: float = 1.0
-    intensity_g_per_kwh: Optional[float] = None  # a user value (beats the region table)
-    intensity_trace: Optional[str] = None  # CSV `timestamp,gco2_per_kwh` (beats everything)
-    intensity_kind: str = "average"  # what the trace/user value is: average or marginal
-    trace_align: str = "shift_year"  # run outside the trace's span: map by time of year (flagged), or "strict": error
-    region: Optional[str] = None  # country (ISO3 or name) or cloud region ("gcp:us-central1") in the bundled table
-    # estimate model (used only for components no measured source covers)
-    cpu_w_per_core_idle: float = 0.74
-    cpu_w_per_core_max: float = 3.5
-    cpu_cores: Optional[int] = None  # cores whose idle power is charged to this job; None = the process's affinity
-    ram_w_per_gb: float = 0.392
-    # measured sources
-    rapl_root: str = "/sys/class/powercap"
-    cuda_sync: bool = True  # torch.cuda.synchronize() before reading GPU counters at window edges
-    short_window_factor: float = 10.0  # windows shorter than this x the counter update period are flagged
-    emissions_csv: bool = False  # at stop(), append a CodeCarbon-compatible row of totals to out_dir/emissions.csv
-    # carbon-aware scheduling (needs intensity_trace); the trainer asks meter.schedule.plan_from_config for a Plan
-    schedule_mode: Optional[str] = None  # null (run now), flexible_start, pause_resume
-    schedule_window_h: int = 24  # Flexible Start: latest delay
-    schedule_span_factor: float = 2.0  # Pause and Resume: total span <= factor x duration
-    schedule_duration_h: float = 1.0  # the run's expected duration, which the plan is made for
+    enabled: bool = _f(True, "measure energy and carbon; false = wall time only (method 'disabled')")
+    sources: list[str] = _f(lambda: ["nvml", "rapl", "estimate"],
+                            "energy sources in priority order (nvml, rapl, estimate); a component is taken from the first")
+    sample_period_s: float = _f(0.1, "background sampler period, s (power polling, RAM integration, energy.csv rows)")
+    flush_period_s: float = _f(5.0, "energy.csv is flushed to disk at least this often, s")
+    pue: float = _f(1.0, "data-centre power usage effectiveness multiplying the energy for carbon, 1.0 to 3.0")
+    intensity_g_per_kwh: Optional[float] = _f(None, "grid carbon intensity, gCO2e/kWh (beats meter.region)")
+    intensity_trace: Optional[str] = _f(None, "CSV timestamp,gco2_per_kwh: intensity over time (beats everything)")
+    intensity_kind: str = _f("average", "what the trace or user value is: average or marginal")
+    trace_align: str = _f("shift_year", "run outside the trace's dates: shift_year (map by time of year, flagged) or "
+                                        "strict (error)")
+    region: Optional[str] = _f(None, "country (ISO3 code or name) or cloud region (gcp:us-central1) in the bundled "
+                                     "intensity table")
+    cpu_w_per_core_idle: float = _f(0.74, "estimate: idle power per allocated core, W")
+    cpu_w_per_core_max: float = _f(3.5, "estimate: power per core at 100 % use, W")
+    cpu_cores: Optional[int] = _f(None, "estimate: cores whose idle power is charged to this job; null = the "
+                                        "process's CPU affinity")
+    ram_w_per_gb: float = _f(0.392, "estimate: memory power per GB of this process's resident memory, W/GB")
+    rapl_root: str = _f("/sys/class/powercap", "folder holding the RAPL intel-rapl:* energy counters")
+    cuda_sync: bool = _f(True, "torch.cuda.synchronize() before reading GPU counters at window edges")
+    short_window_factor: float = _f(10.0, "windows shorter than this x the counter update period are flagged coarse")
+    emissions_csv: bool = _f(False, "at the end, append a CodeCarbon-compatible row of totals to emissions.csv")
+    schedule_mode: Optional[str] = _f(None, "carbon-aware scheduling (needs intensity_trace): null (run now), "
+                                            "flexible_start or pause_resume")
+    schedule_window_h: int = _f(24, "Flexible Start: latest delay of the start, h")
+    schedule_span_factor: float = _f(2.0, "Pause and Resume: total span <= this x the duration")
+    schedule_duration_h: float = _f(1.0, "the run's expected duration the schedule is planned for, h")
 
     def __post_init__(self) -> None:
         from meter.sources import SOURCES  # late: sources import config types
@@ -86,7 +99,4 @@ class MeterConfig:
 
             table_lookup(self.region)  # ValueError naming meter.region and what is allowed
         if self.intensity_trace is not None:
-            from pathlib import Path
-
-            _check(Path(self.intensity_trace).is_file(), "intensity_trace", self.intensity_trace,
-                   "an existing CSV file with columns timestamp,gco2_per_kwh")
+            read_trace(self.intensity_trace)  # TraceError (a ValueError) naming the file, line and format

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meter.trace_file import TraceError, check_gaps, check_times, read_trace  # noqa: F401  (TraceError re-exported)
+
 log = logging.getLogger(__name__)
 J_PER_KWH = 3.6e6
 TABLE_PATH = Path(__file__).parent / "data" / "intensity_table.csv"
@@ -64,13 +66,6 @@ class ConstantIntensity(Intensity):
         return self.value * (t1 - t0)
 
 
-def _parse_time(s: str) -> float:
-    dt = datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)  # naive timestamps are read as UTC
-    return dt.timestamp()
-
-
 def _year_start(year: int) -> float:
     return datetime(year, 1, 1, tzinfo=timezone.utc).timestamp()
 
@@ -98,44 +93,26 @@ class TraceIntensity(Intensity):
 
     @classmethod
     def from_csv(cls, path: str | Path, kind: str = "average", align: str = "shift_year") -> TraceIntensity:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"intensity_trace {str(path)!r}: no such file (want CSV timestamp,gco2_per_kwh)")
-        with path.open(newline="") as f:
-            reader = csv.reader(f)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if len(header) < 2 or header[0] != "timestamp":
-                raise ValueError(f"{path}: header {header!r}; want 'timestamp,gco2_per_kwh'")
-            pairs = []
-            for lineno, row in enumerate(reader, start=2):
-                if not row or not row[0].strip():
-                    continue
-                try:
-                    t = _parse_time(row[0])
-                except ValueError:
-                    raise ValueError(f"{path}:{lineno}: bad timestamp {row[0]!r} (want ISO 8601)") from None
-                v = row[1].strip() if len(row) > 1 else ""
-                val = float(v) if v and v.lower() != "nan" else math.nan
-                if not math.isnan(val) and (not math.isfinite(val) or val < 0):
-                    raise ValueError(f"{path}:{lineno}: intensity {v!r} must be a finite number >= 0")
-                pairs.append((t, val))
-        if not pairs:
-            raise ValueError(f"{path}: no rows")
-        return cls.from_pairs(pairs, name=path.name, kind=kind, align=align)
+        """Read a trace file (format and errors: `meter.trace_file`)."""
+        t, v = read_trace(path)
+        return cls.from_pairs(list(zip(t.tolist(), v.tolist())), name=Path(path).name, kind=kind, align=align)
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[float, float]], name: str = "trace", kind: str = "average",
                    align: str = "shift_year") -> TraceIntensity:
-        """Regularise (timestamp, value) pairs onto their median step; fill missing or NaN values linearly."""
+        """Regularise (timestamp, value) pairs onto their commonest step; fill missing or NaN values linearly."""
+        if not pairs:
+            raise ValueError(f"trace {name}: no (timestamp, value) pairs")
         pairs = sorted(pairs)
         t = np.array([p[0] for p in pairs])
         v = np.array([p[1] for p in pairs], dtype=float)
-        step = float(np.median(np.diff(t))) if len(t) > 1 else 3600.0
-        if step <= 0:
-            raise ValueError(f"trace {name}: duplicate timestamps")
+        def fail(problem: str, i) -> ValueError:
+            return ValueError(f"trace {name}: pair {i}: {problem}")
+
+        step = check_times(t, np.arange(len(t)), fail)
+        if not np.isnan(v).all():
+            check_gaps(t, ~np.isnan(v), np.arange(len(t)), step, fail)
         idx = np.rint((t - t[0]) / step).astype(int)
-        if np.any(np.abs(t - t[0] - idx * step) > 0.01 * step):
-            raise ValueError(f"trace {name}: timestamps are not on a regular {step:.0f} s grid")
         grid = np.full(idx[-1] + 1, np.nan)
         grid[idx] = v
         missing = np.isnan(grid)

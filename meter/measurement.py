@@ -39,6 +39,7 @@ class Measurement:
     components: dict[str, float] = field(default_factory=dict)
     short_window: bool = False  # shorter than short_window_factor x a live counter's update period
     name: str = ""
+    flops: Optional[int] = None  # counted in the window (`Meter.window(..., flops=True)`); None = not counted
 
     @property
     def kwh(self) -> float:
@@ -110,6 +111,7 @@ class Measurement:
             components=comps,
             short_window=self.short_window or other.short_window,
             name=self.name if self.name == other.name else _merge_labels(self.name, other.name, "+"),
+            flops=None if self.flops is None and other.flops is None else (self.flops or 0) + (other.flops or 0),
         )
 
     def __radd__(self, other) -> Measurement:  # sum([...]) starts from 0

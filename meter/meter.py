@@ -1,10 +1,12 @@
 """`Meter`: named, nestable windows of energy, time and carbon, with a background sampler writing `energy.csv`.
 
-    meter = Meter(MeterConfig(), out_dir=job_dir)
+    meter = Meter(MeterConfig(), out_dir=job_dir)     # or Meter(region="FRA"): MeterConfig fields as keywords
     with meter:                              # opens sources, starts the sampler thread; exit flushes and closes
         with meter.window("train") as w:     # also a decorator: @meter.window("eval")
             ...
         w.row()                              # energy/..., carbon/..., time/wall_s
+    meter.result()                           # MeterResult: totals, per-window sums, FLOPs of window(.., flops=True)
+    @metered(region="FRA")                   # the same around each call of a function: f.result after it
 
 Sources are taken per component in `cfg.sources` order: a component ("gpu", "cpu", "dram") measured by a
 better source is never also estimated. Every edge and every sampler tick advance one ledger under a lock:
@@ -16,6 +18,7 @@ snapshots, so windows, `totals()` and `energy.csv` always agree.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import logging
 import sys
@@ -27,6 +30,7 @@ from typing import Optional
 from meter.config import MeterConfig
 from meter.intensity import Intensity, resolve
 from meter.measurement import Measurement
+from meter.result import MeterResult
 from meter.sources import SOURCES, EnergySource, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -56,31 +60,52 @@ def _last_cumulative(path: Path) -> float:
 class _WindowContext:
     """Context manager (and decorator) for one named window; each `with` fills a fresh Measurement."""
 
-    def __init__(self, meter: Meter, name: str) -> None:
-        self._meter, self._name = meter, name
-        self._stack: list[tuple[Measurement, _Snapshot]] = []
+    def __init__(self, meter: Meter, name: str, flops: bool = False) -> None:
+        self._meter, self._name, self._flops = meter, name, flops
+        self._stack: list[tuple[Measurement, _Snapshot, object]] = []
 
     def __enter__(self) -> Measurement:
         m = Measurement(name=self._name)
-        self._stack.append((m, self._meter._open_window(self._name)))
+        counter = None
+        if self._flops:  # torch is imported only here: metering alone never needs it
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+            counter.__enter__()
+            self._meter._flop_depth += 1
+        self._stack.append((m, self._meter._open_window(self._name), counter))
         return m
 
     def __exit__(self, *exc) -> None:
-        m, start = self._stack.pop()
+        m, start, counter = self._stack.pop()
+        if counter is not None:
+            counter.__exit__(*exc)
+            m.flops = int(counter.get_total_flops())
+            self._meter._flop_depth -= 1
+            if self._meter._flop_depth == 0:  # an inner counted window is already inside the outer one's count
+                self._meter._flops_total = (self._meter._flops_total or 0) + m.flops
         self._meter._close_window(m, start)
 
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with _WindowContext(self._meter, self._name):
+            with _WindowContext(self._meter, self._name, self._flops):
                 return fn(*args, **kwargs)
 
         return wrapped
 
 
 class Meter:
-    def __init__(self, cfg: Optional[MeterConfig] = None, out_dir: Optional[Path | str] = None) -> None:
+    """Energy, carbon and time of named windows; `Meter(region="FRA")` takes MeterConfig fields as keywords.
+
+    `with Meter() as m:` ... `m.result()` (a MeterResult) after or during the block."""
+
+    def __init__(self, cfg: Optional[MeterConfig] = None, out_dir: Optional[Path | str] = None, **config) -> None:
+        if config:
+            cfg = dataclasses.replace(cfg, **config) if cfg is not None else MeterConfig(**config)
         self.cfg = cfg if cfg is not None else MeterConfig()
+        self._window_totals: dict[str, Measurement] = {}
+        self._flop_depth, self._flops_total = 0, None
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._sources: Optional[list[EnergySource]] = None
         self._report: list[tuple[str, str, str]] = []  # (source, "live"/"unavailable"/"skipped", detail)
@@ -134,6 +159,10 @@ class Meter:
         else:
             return [("all", "disabled", "MeterConfig.enabled=False: wall time only")]
         return list(self._report)
+
+    def gpu_names(self) -> list[str]:
+        """Names of the GPUs this Meter measures (one per metered device; empty without NVML)."""
+        return [n for s in self._sources or [] for n in getattr(s, "device_names", [])]
 
     @property
     def intensity(self) -> Intensity:
@@ -195,10 +224,13 @@ class Meter:
         return m
 
     # ---------------------------------------------------------------- windows
-    def window(self, name: str) -> _WindowContext:
+    def window(self, name: str, flops: bool = False) -> _WindowContext:
+        """A named window (context manager or decorator) yielding its Measurement when it closes. `flops=True`
+        also counts every FLOP run inside it with torch's FlopCounterMode (2 per multiply-add, backward included);
+        that is slow, so count a few representative steps, not a whole training run."""
         if not name or "/" in name:
             raise ValueError(f"window name {name!r}: must be non-empty and contain no '/' (nesting adds it)")
-        return _WindowContext(self, name)
+        return _WindowContext(self, name, flops)
 
     def _open_window(self, name: str) -> _Snapshot:
         snap = self._snapshot()
@@ -212,6 +244,8 @@ class Meter:
         elif m.name in self._windows:
             self._windows.remove(m.name)
         self._fill(m, start, end)
+        prev = self._window_totals.get(m.name)
+        self._window_totals[m.name] = m if prev is None else prev + m
         if m.short_window:
             log.debug("window %s (%.3f s) is shorter than %g x the %g s update period: energy is coarse",
                       m.name, m.seconds, self.cfg.short_window_factor, self._update_period)
@@ -225,6 +259,11 @@ class Meter:
             return Measurement(name="total", method="none")
         end = self._snapshot() if self._running else self._last
         return self._fill(Measurement(name="total"), self._first, end)
+
+    def result(self) -> MeterResult:
+        """Totals so far (or to stop()), each window name's sum, and the FLOPs of counted windows. Windows nested
+        in a counted window are part of its count; only outermost counted windows are summed."""
+        return MeterResult(self.totals(), dict(self._window_totals), self._flops_total)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> Meter:
@@ -270,7 +309,9 @@ class Meter:
         if self.cfg.emissions_csv and self.out_dir is not None:
             from meter.exports import append_emissions_csv, codecarbon_row
 
-            append_emissions_csv(self.out_dir / "emissions.csv", codecarbon_row(self.totals(), run_id=self.out_dir.name))
+            row = codecarbon_row(self.totals(), run_id=self.out_dir.name, region=self.cfg.region,
+                                 gpu_names=self.gpu_names())
+            append_emissions_csv(self.out_dir / "emissions.csv", row)
         for s in self._sources or []:
             s.close()
         self._sources = None
@@ -314,3 +355,25 @@ class Meter:
                 if kind not in self._tick_errors:
                     self._tick_errors.add(kind)
                     log.exception("meter sampler tick failed (%s); further %s errors are not logged", kind, kind)
+
+
+def metered(fn=None, *, name: str = "call", out_dir: Optional[Path | str] = None, flops: bool = False, **config):
+    """Decorator, bare (`@metered`) or with MeterConfig keywords (`@metered(region="FRA", flops=True)`): each call
+    runs inside a fresh Meter and one window `name`; it returns what the function returns, and
+    `<function>.result` holds the last call's MeterResult."""
+    cfg = MeterConfig(**config)  # a bad option fails where the function is decorated, not at its first call
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapped(*args, **kwargs):
+            meter = Meter(cfg, out_dir=out_dir)
+            try:
+                with meter, meter.window(name, flops=flops):
+                    return f(*args, **kwargs)
+            finally:
+                wrapped.result = meter.result()
+
+        wrapped.result = None
+        return wrapped
+
+    return deco(fn) if fn is not None else deco

@@ -26,14 +26,25 @@ HOUR = 3600.0
 
 @dataclass
 class Profile:
-    """Energy per hour of a job's active time, kWh; `hourly_kwh[k]` is spent in the job's k-th hour."""
+    """Energy per hour of a job's active time, kWh; `hourly_kwh[k]` is spent in the job's k-th hour, the last
+    of which may be partial: the job is `active_s` long (None = whole hours)."""
 
     hourly_kwh: np.ndarray
     start_unix: float | None = None
+    active_s: float | None = None
 
     @property
     def hours(self) -> int:
+        """Hourly bins the job touches (the trace's resolution): ceil(active time)."""
         return len(self.hourly_kwh)
+
+    @property
+    def seconds(self) -> float:
+        return self.active_s if self.active_s is not None else HOUR * self.hours
+
+    @property
+    def last_bin_s(self) -> float:
+        return self.seconds - HOUR * (self.hours - 1)
 
     @classmethod
     def planned(cls, duration_h: float, power_w: float) -> Profile:
@@ -44,7 +55,7 @@ class Profile:
         n = math.ceil(duration_h - 1e-9)
         kwh = np.full(n, power_w / 1000.0)
         kwh[-1] *= duration_h - (n - 1)  # last, partial hour
-        return cls(kwh)
+        return cls(kwh, active_s=duration_h * HOUR)
 
     @classmethod
     def from_energy_csv(cls, path: str | Path, gap_factor: float = 10.0) -> Profile:
@@ -67,7 +78,7 @@ class Profile:
         kwh = np.zeros(hours)
         idx = np.minimum((np.maximum(active_end - 1e-9, 0) // HOUR).astype(int), hours - 1)
         np.add.at(kwh, idx[keep], de[keep] / 3.6e6)
-        return cls(kwh, start_unix=float(t[0]))
+        return cls(kwh, start_unix=float(t[0]), active_s=float(active_end[-1]))
 
 
 def flexible_start(kwh: np.ndarray, intensity: np.ndarray, window_h: int) -> tuple[int, np.ndarray]:
@@ -79,17 +90,24 @@ def flexible_start(kwh: np.ndarray, intensity: np.ndarray, window_h: int) -> tup
     return int(np.argmin(grams)), grams
 
 
-def pause_resume(kwh: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, float]:
-    """(slot of each job-hour, grams): the least-CO2e order-preserving placement of job hours into the span."""
+def pause_resume(kwh: np.ndarray, intensity: np.ndarray, last: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(slot of each job-hour, grams): the least-CO2e order-preserving placement of job hours into the span.
+
+    `last[h]`, if given, is the intensity the job's last (partial) hour gets in slot h (the mean over its
+    part of the slot), instead of `intensity[h]`."""
     d, s = len(kwh), len(intensity)
     if s < d:
         raise ValueError(f"span of {s} h is shorter than the job ({d} h)")
-    if np.allclose(kwh, kwh[0]):  # flat profile: the d cleanest hours, in time order
+    if last is None and np.allclose(kwh, kwh[0]):  # flat profile: the d cleanest hours, in time order
         slots = np.sort(np.argsort(intensity, kind="stable")[:d])
         return slots, float(np.dot(kwh, intensity[slots]))
+
+    def layer(k: int) -> np.ndarray:
+        return (last if last is not None and k == d - 1 else intensity)[k : k + width]
+
     # dp[h] = least grams for job-hours 0..k with job-hour k in slot h (slots k .. s-d+k)
     width = s - d + 1
-    dp = kwh[0] * intensity[:width]
+    dp = kwh[0] * layer(0)
     choice = np.zeros((d, width), dtype=int)
     for k in range(1, d):
         run_min = np.minimum.accumulate(dp)  # best previous slot <= h-1, in the shifted frame
@@ -99,7 +117,7 @@ def pause_resume(kwh: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, fl
             if dp[h] < dp[best]:
                 best = h
             arg[h] = best
-        dp = kwh[k] * intensity[k : k + width] + run_min
+        dp = kwh[k] * layer(k) + run_min
         choice[k] = arg
     slots = np.zeros(d, dtype=int)
     h = int(np.argmin(dp))
@@ -121,30 +139,41 @@ class Result:
     window_h: int = 24
     span_h: int = 0
 
+    # Starting now is a feasible choice of both, so a saving below 0 is float round-off (printed "-0.0" otherwise).
     @property
     def fs_saving(self) -> float:
-        return 1 - self.fs_g / self.baseline_g if self.baseline_g > 0 else 0.0
+        return max(0.0, 1 - self.fs_g / self.baseline_g) if self.baseline_g > 0 else 0.0
 
     @property
     def pr_saving(self) -> float:
-        return 1 - self.pr_g / self.baseline_g if self.baseline_g > 0 else 0.0
+        return max(0.0, 1 - self.pr_g / self.baseline_g) if self.baseline_g > 0 else 0.0
 
 
 def simulate(profile: Profile, trace: TraceIntensity, start_unix: float, window_h: int = 24,
              span_factor: float = 2.0) -> Result:
-    """Baseline (start now), Flexible Start (delay <= window_h) and Pause and Resume (span <= span_factor x D)."""
+    """Baseline (start now), Flexible Start (delay <= window_h) and Pause and Resume (span <= span_factor x D).
+
+    Delays and pauses move the job by whole hours (the trace's resolution); each hour of the job is charged the
+    trace's mean over the time it actually runs there, so a 7-minute job gets 7 minutes of intensity."""
     if window_h < 0:
         raise ValueError(f"window {window_h!r} h: must be >= 0")
     if span_factor < 1:
         raise ValueError(f"span_factor {span_factor!r}: must be >= 1 (the span includes the job itself)")
     d = profile.hours
-    span = max(d, int(math.floor(span_factor * d + 1e-9)))
-    intensity = trace.hourly(start_unix, max(window_h + d, span))
+    span = max(d, int(math.floor(span_factor * profile.seconds / HOUR + 1e-9)))
+    n = max(window_h + d, span)
+    intensity = trace.hourly(start_unix, n)  # hours from the job's own start, not from the clock hour
     kwh = profile.hourly_kwh
-    base = float(np.dot(kwh, intensity[:d]))
-    delay, fs = flexible_start(kwh, intensity, window_h)
-    slots, pr = pause_resume(kwh, intensity[:span])
-    return Result(trace.name, d, base, float(fs[delay]), delay, pr, slots, window_h, span)
+    last = None
+    if profile.last_bin_s < HOUR - 1e-6:  # the last hour is partial: charge it the mean over its own length
+        a = start_unix + HOUR * np.arange(n)
+        last = np.array([trace.integral(t, t + profile.last_bin_s) for t in a]) / profile.last_bin_s
+    _, fs = flexible_start(kwh, intensity, window_h)
+    if last is not None:
+        fs = fs + kwh[-1] * (last[d - 1 : d + window_h] - intensity[d - 1 : d + window_h])
+    delay = int(np.argmin(fs))
+    slots, pr = pause_resume(kwh, intensity[:span], None if last is None else last[:span])
+    return Result(trace.name, d, float(fs[0]), float(fs[delay]), delay, pr, slots, window_h, span)
 
 
 @dataclass

@@ -46,6 +46,7 @@ class NvmlSource(EnergySource):
         self._nvml = nvml
         self._devices = devices
         self._clock = clock
+        self.device_names: list[str] = []  # for exported records; filled by open_nvml
         self._lock = threading.Lock()
         self.update_period_s = 0.1  # counter update period (FIELD-NOTES); polled devices: the sample period
 
@@ -104,6 +105,14 @@ def _uuid(nvml, handle) -> str:
     return u.decode() if isinstance(u, bytes) else str(u)
 
 
+def _name(nvml, handle) -> str:
+    try:
+        n = nvml.nvmlDeviceGetName(handle)
+    except Exception:  # noqa: BLE001  a name is only for the record
+        return "unknown NVIDIA GPU"
+    return n.decode() if isinstance(n, bytes) else str(n)
+
+
 def open_nvml(want: set[str], nvml=None, clock=time.monotonic) -> NvmlSource:
     if "gpu" not in want:
         raise SourceUnavailable("GPU component already covered")
@@ -136,7 +145,9 @@ def open_nvml(want: set[str], nvml=None, clock=time.monotonic) -> NvmlSource:
     except Exception as e:  # noqa: BLE001
         nvml.nvmlShutdown()
         raise SourceUnavailable(f"NVML device query failed: {e}") from None
-    return NvmlSource(nvml, devices, clock)
+    src = NvmlSource(nvml, devices, clock)
+    src.device_names = [_name(nvml, d.handle) for d in devices]
+    return src
 
 
 @SOURCES.register("nvml")

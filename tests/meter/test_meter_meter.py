@@ -185,9 +185,9 @@ def test_window_carbon_follows_the_trace_across_hours(monkeypatch, tmp_path):
 
 
 def test_emissions_csv_written_at_stop(fake, tmp_path):
-    from meter.exports import CODECARBON_COLUMNS
+    from meter.exports import EMISSIONS_COLUMNS
 
     with Meter(_cfg(emissions_csv=True), out_dir=tmp_path) as meter, meter.window("w"):
         time.sleep(0.02)
     rows = list(csv.DictReader((tmp_path / "emissions.csv").open()))
-    assert list(rows[0]) == CODECARBON_COLUMNS and float(rows[0]["energy_consumed"]) > 0
+    assert list(rows[0]) == EMISSIONS_COLUMNS and float(rows[0]["energy_consumed"]) > 0

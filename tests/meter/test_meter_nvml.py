@@ -46,6 +46,11 @@ class StubNvml:
     def nvmlDeviceGetPowerUsage(self, h):
         return self.power_mw[h]
 
+    def nvmlDeviceGetName(self, h):
+        if h == "GPU-noname":
+            raise NVMLError("Unknown")
+        return b"NVIDIA H200"
+
 
 class Clock:
     def __init__(self):
@@ -68,6 +73,11 @@ def test_counter_deltas_summed_over_devices():
     nv.energy_mj["GPU-a"] += 1500  # 1.5 J
     nv.energy_mj["GPU-b"] += 250  # 0.25 J
     assert src.read() == {"gpu/measured:nvml_counter": pytest.approx(1.75)}
+
+
+def test_device_names_for_the_record():
+    src = open_nvml({"gpu"}, nvml=StubNvml(["GPU-a", "GPU-noname"]))
+    assert src.device_names == ["NVIDIA H200", "unknown NVIDIA GPU"]
 
 
 def test_power_polling_trapezoid_and_extrapolation():

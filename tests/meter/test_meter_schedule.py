@@ -106,3 +106,23 @@ def test_config_option_plan_and_wait(tmp_path):
     assert wait_until_allowed(pl, now_fn=lambda: clock[0], sleep_fn=sleep)
     assert clock[0] == T0 + 5 * 3600 and max(slept) <= 60
     assert not wait_until_allowed(pl, now_fn=lambda: T0, max_wait_s=3600)  # would wait 5 h: let the caller exit
+
+
+def test_dp_with_a_partial_last_hour_matches_brute_force():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        d = int(rng.integers(1, 5))
+        s = d + int(rng.integers(0, 4))
+        kwh, inten, last = rng.random(d), rng.random(s) * 500, rng.random(s) * 500
+        slots, g = pause_resume(kwh, inten, last)
+        brute = min(np.dot(kwh[:-1], inten[list(c[:-1])]) + kwh[-1] * last[c[-1]]
+                    for c in itertools.combinations(range(s), d))
+        assert g == pytest.approx(brute) and np.all(np.diff(slots) > 0)
+
+
+def test_partial_hour_is_charged_its_own_minutes():
+    # 30 min at 1 kW from 00:45: 15 min at 500 g/kWh, 15 min at 400 (not a whole hour of either)
+    res = simulate(Profile.planned(0.5, 1000.0), _trace(), T0 + 2700, window_h=5, span_factor=1.0)
+    assert res.hours == 1 and res.baseline_g == pytest.approx(0.25 * 500 + 0.25 * 400)
+    # best delay 5 h: 05:45-06:15, 15 min at 100 and 15 min at 120
+    assert res.fs_delay_h == 5 and res.fs_g == pytest.approx(0.25 * 100 + 0.25 * 120)

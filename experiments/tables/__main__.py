@@ -1,0 +1,5 @@
+import sys
+
+from experiments.tables import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""Small synthetic run folders for the table tests: a config.yaml and a summary.json per job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from experiments.records import write_summary
+
+
+def write_job(folder: Path, rows: list[dict], config: dict | None = None, status: str = "completed") -> Path:
+    folder.mkdir(parents=True)
+    if config is not None:
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    write_summary(folder, status, rows if status == "completed" else [], error=None if status == "completed" else "boom")
+    return folder
+
+
+def lth_config(seed: int, steps: int | None = None, **method) -> dict:
+    return {"name": "lth_mnist1d", "task": "lth", "seed": seed, "data": {"name": "mnist1d"},
+            "model": {"name": "mlp", "hidden": [500, 500]}, "optim": {"name": "adam", "steps": steps, "epochs": 2},
+            "method": {"name": "imp", **method}, "progress": False, "logger": {"name": "local"}}
+
+
+def lth_rows(seed: int, levels: int = 3, kinds=("ticket", "random_reinit", "random_prune"), **extra) -> list[dict]:
+    rows = []
+    for level in range(levels + 1):
+        for kind in kinds if level else ("ticket",):
+            acc = 0.6 + 0.01 * level * (kind == "ticket") + 0.02 * seed
+            rows.append({"lth/level": level, "lth/kind": kind, "lth/percent_remaining": 100 * 0.8 ** level,
+                         "acc/test": acc, "acc/test_at_early_stop": acc - 0.01, "lth/early_stop_step": 100 + seed,
+                         "energy/joules": 1.0 + seed, "energy/method": "estimated:cpu", "seed": seed, **extra})
+    return rows
+
+
+def _lth(root: Path, seeds=(0, 1)) -> int:
+    for seed in seeds:
+        write_job(root / f"s{seed}", lth_rows(seed), lth_config(seed))
+    return 1 + 3 * 3
+
+
+def _lth_retrain(root: Path, seeds=(0, 1)) -> int:
+    modes = [("weight_rewind", 0), ("lr_rewind", 2000)]
+    for seed in seeds:
+        for retrain, rewind in modes:
+            rows = lth_rows(seed, kinds=("ticket",), **{"lth/retrain": retrain, "lth/rewind_step": rewind})
+            write_job(root / f"{retrain}_{seed}", rows, lth_config(seed, retrain=retrain, rewind=f"{rewind}it"))
+    return len(modes) * 4
+
+
+def af_rows(seed: int, lam: float) -> list[dict]:
+    def row(method, setting, gflops, acc):
+        return {"af/method": method, "af/setting": setting, "gflops/mean": gflops, "acc/test": acc + 0.01 * seed,
+                "energy/method": "estimated:cpu", "seed": seed}
+
+    return [row("learned", f"lam={lam}", 1.0 / (1 + lam), 0.9 - 0.1 * lam),
+            *[row("uniform", f"k={k}@112", 0.25 * k, 0.5 + 0.1 * k) for k in (1, 2, 4)]]
+
+
+def _af(root: Path, seeds=(0, 1)) -> int:
+    lams = (0.05, 0.5)
+    for seed in seeds:
+        for lam in lams:
+            config = {"name": "af_needle", "seed": seed, "data": {"name": "needle"}, "method": {"lam": lam}}
+            write_job(root / f"lam{lam}_{seed}", af_rows(seed, lam), config)
+    return len(lams) + 3
+
+
+def moe_row(ffn: str, d_ff: int, e: int, k: int, seed: int, steps: int = 2000) -> dict:
+    curve = [{"step": s, "flops_train": 1e9 * s, "bpc/val": 3.0 - s / 2000 + 0.1 * e / 16} for s in (500, 1000, steps)]
+    return {"moe/ffn": ffn, "moe/d_ff": d_ff, "moe/num_experts": e, "moe/top_k": k, "train/steps": steps,
+            "mse/test": 0.5 - 0.01 * e + 0.01 * seed, "bpc/test": 2.5 - 0.01 * e + 0.01 * seed,
+            "energy/joules": 10.0 * steps / 1000 * (1 + e / 16) + seed, "energy/method": "estimated:cpu",
+            "curve/val": curve, "seed": seed}
+
+
+MOE_MODELS = [("dense", 64, 0, 0), ("dense", 1024, 0, 0), ("moe", 64, 16, 1), ("moe", 32, 16, 2)]
+
+
+# the char-LM sweep: dense at two lengths, MoE top-1 at the dense width and top-2 at half of it
+CHARLM_MODELS = [("dense", 256, 0, 0, 2000), ("dense", 256, 0, 0, 3600), ("moe", 256, 4, 1, 2000),
+                 ("moe", 128, 16, 2, 2000)]
+
+
+def _moe(root: Path, seeds=(0, 1), models=tuple((*m, 2000) for m in MOE_MODELS)) -> int:
+    for seed in seeds:
+        for ffn, d_ff, e, k, steps in models:
+            config = {"name": "moe", "seed": seed, "data": {"name": "text"}, "optim": {"steps": steps},
+                      "model": {"ffn": ffn, "d_ff": d_ff, "moe": {"num_experts": e, "top_k": k}}}
+            write_job(root / f"{ffn}{d_ff}_{e}_{k}_{steps}_{seed}", [moe_row(ffn, d_ff, e, k, seed, steps)], config)
+    return len(models)
+
+
+# table name -> write_jobs(root) -> number of table rows expected (every row holding 2 runs)
+SYNTHETIC = {
+    "lth_mnist1d_curve": _lth, "lth_lenet_mnist5k": _lth, "lth_resnet20_retrain": _lth_retrain,
+    "af_needle_pareto": _af, "af_needle_decoys_pareto": _af, "moe_clustered": _moe,
+    "moe_charlm": lambda root: _moe(root, models=CHARLM_MODELS),
+}
