@@ -1,8 +1,8 @@
 """Training FLOPs of sub-nets, counted exactly with FlopCounterMode but once per block choice, not per step.
 
 A step's FLOPs add up over ops, so a supernet pass = fixed layers + its running blocks; each block is counted
-in isolation once per (block, kernel, expand, batch shape). torch's formula for a grouped convolution's
-backward counts grad_input as if the conv were dense (x groups); `FLOP_FIXES` corrects it.
+in isolation once per (block, kernel, expand, batch shape). Grouped-convolution backward is counted with
+`meter.flops.FLOP_FIXES` (torch's own formula counts it as if dense).
 """
 
 from __future__ import annotations
@@ -13,19 +13,11 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+from torch.utils.flop_counter import FlopCounterMode
+
+from meter.flops import FLOP_FIXES
 
 from .space import ArchSpace, SubnetConfig
-
-
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
-    # torch's formula counts grad_input of a grouped conv as if dense (x groups: 17x a depthwise conv's forward
-    # for 16 channels); each of grad_input / grad_weight costs exactly the forward's multiply-adds
-    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
-
-
-FLOP_FIXES = {torch.ops.aten.convolution_backward: _conv_backward_flop}
 
 
 def _count(module: nn.Module, x: torch.Tensor, backward: bool, private: bool = False) -> int:

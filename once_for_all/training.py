@@ -29,7 +29,7 @@ from meter.registry import Registry
 from .schedule import Phase
 from .space import ArchSpace, SubnetConfig
 from .supernet import resize_input
-from .train_flops import FLOP_FIXES, TrainFlops  # noqa: F401  (re-exported: the loop's default counter)
+from .train_flops import TrainFlops
 
 
 def derive_seed(*parts) -> int:

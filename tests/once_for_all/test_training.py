@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from meter.flops import FLOP_FIXES
 from once_for_all.schedule import PS_SCHEDULE, Phase
 from once_for_all.supernet import OFASupernet
-from once_for_all.train_flops import FLOP_FIXES, TrainFlops
+from once_for_all.train_flops import TrainFlops
 from once_for_all.training import (
     SAMPLERS,
     Batches,
