@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .registry import Registry
+from meter.registry import Registry
 
 BACKBONES: Registry[Callable[[int, int, float], nn.Module]] = Registry("backbone")
 

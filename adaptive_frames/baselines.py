@@ -9,11 +9,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from meter.registry import Registry
+
 from .data.sampling import tsn_indices
 from .flops import video_flops
 from .inference import VideoResult, resize, run_assigned
 from .model import AdaptiveFrameModel
-from .registry import Registry
 
 BASELINES: Registry[Callable[..., Callable[..., VideoResult]]] = Registry("baseline")
 

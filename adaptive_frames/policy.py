@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from meter.registry import Registry
+
 from .backbones import build_backbone
-from .registry import Registry
 
 CELLS: Registry[type[nn.Module]] = Registry("recurrent cell")
 

@@ -30,27 +30,41 @@ def _acc(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return accuracy(logits, labels) if labels.dim() == 1 else float("nan")
 
 
+def fit_epochs(
+    logits_of: Callable[[torch.Tensor], torch.Tensor], loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+) -> list[dict[str, float]]:
+    """The supervised loop the stages share: `logits_of(clips [B, T, C, H, W]) -> video logits [B, K]`, one
+    optimizer step per batch; per epoch {"epoch", "loss", "acc"} averaged over videos (acc NaN for multi-hot)."""
+    history = []
+    for epoch in range(start_epoch, epochs):
+        tot_loss = tot_acc = n = 0.0
+        for clips, labels, _ in loader:
+            logits = logits_of(clips)
+            loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            b = clips.shape[0]
+            tot_loss += float(loss.detach()) * b
+            tot_acc += _acc(logits.detach(), labels) * b
+            n += b
+        history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
+    return history
+
+
 def pretrain_backbone(
     backbone: nn.Module, resolution: int, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
     loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
 ) -> list[dict[str, float]]:
     """Train one backbone on every frame at `resolution`; video logits = mean of frame logits."""
     backbone.train()
-    history = []
-    for epoch in range(start_epoch, epochs):
-        tot_loss = tot_acc = n = 0.0
-        for clips, labels, _ in loader:
-            b, t = clips.shape[:2]
-            logits = backbone(resize(clips.flatten(0, 1), resolution)).view(b, t, -1).mean(dim=1)
-            loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            tot_loss += float(loss.detach()) * b
-            tot_acc += _acc(logits.detach(), labels) * b
-            n += b
-        history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
-    return history
+
+    def logits_of(clips: torch.Tensor) -> torch.Tensor:
+        b, t = clips.shape[:2]
+        return backbone(resize(clips.flatten(0, 1), resolution)).view(b, t, -1).mean(dim=1)
+
+    return fit_epochs(logits_of, loader, optimizer, epochs, loss_fn, start_epoch)
 
 
 def pretrain_policy_head(
@@ -63,21 +77,7 @@ def pretrain_policy_head(
     if model.policy.classifier is None:
         raise ValueError("pretrain_policy_head: the model has no policy head (ModelConfig.policy_as_backbone=False)")
     model.policy.train()
-    history = []
-    for epoch in range(start_epoch, epochs):
-        tot_loss = tot_acc = n = 0.0
-        for clips, labels, _ in loader:
-            logits = policy_head_logits(model, clips)
-            loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            b = clips.shape[0]
-            tot_loss += float(loss.detach()) * b
-            tot_acc += _acc(logits.detach(), labels) * b
-            n += b
-        history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
-    return history
+    return fit_epochs(lambda clips: policy_head_logits(model, clips), loader, optimizer, epochs, loss_fn, start_epoch)
 
 
 def policy_head_logits(model: AdaptiveFrameModel, clips: torch.Tensor) -> torch.Tensor:
@@ -175,25 +175,12 @@ def finetune(
         p.requires_grad_(False)
     model.train()
     model.policy.eval()
-    history = []
     try:
-        for epoch in range(start_epoch, epochs):
-            tot_loss = tot_acc = n = 0.0
-            for clips, labels, _ in loader:
-                out = model.forward_train(clips, tau=1.0, deterministic=True)
-                loss = loss_fn(out.logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                b = clips.shape[0]
-                tot_loss += float(loss.detach()) * b
-                tot_acc += _acc(out.logits.detach(), labels) * b
-                n += b
-            history.append({"epoch": epoch, "loss": tot_loss / n, "acc": tot_acc / n})
+        return fit_epochs(lambda clips: model.forward_train(clips, tau=1.0, deterministic=True).logits, loader,
+                          optimizer, epochs, loss_fn, start_epoch)
     finally:
         for p in model.policy.parameters():
             p.requires_grad_(True)
-    return history
 
 
 def evaluate(

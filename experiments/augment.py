@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lth.registry import Registry
+from meter.registry import Registry
 
 AUGMENTATIONS: Registry = Registry("augmentation")
 

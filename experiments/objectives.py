@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth.registry import Registry
 from meter.flops import FlopCache
+from meter.registry import Registry
 
 OBJECTIVES: Registry = Registry("objective")
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from lth.registry import Registry
+from meter.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("lr schedule")

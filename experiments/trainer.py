@@ -23,10 +23,10 @@ from tqdm import tqdm
 from experiments import checkpoint as ckpt
 from experiments import distributed
 from experiments.augment import augment_batch
+from experiments.data import Splits
 from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
-from lth.data import Splits
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache

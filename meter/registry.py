@@ -1,7 +1,7 @@
 """A name -> factory registry that refuses duplicates and names itself in errors (fvcore style).
 
-The one Registry of the project: `meter` is the base layer every research package may import (DESIGN.md),
-so `lth.registry`, `adaptive_frames.registry` and `sparse_moe.registry` re-export this class.
+The one Registry of the project: `meter` is the base layer every research package may import (DESIGN.md), so
+every registry (models, strategies, tasks, tables, routers, ...) is an instance of this class, imported from here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Routers (ROUTERS): switch, gshard, mixtral, expert_choice, deepseek_v3, hash. Di
 num_shared_experts=n (dense FFNs every token passes through). Fine-grained experts (DeepSeekMoE): split each
 expert m ways with num_experts=m*E, d_ff=f/m, top_k=m*k -- same active FLOPs, more routing choices.
 Models (sparse_moe.models) return (output, [MoEAux per MoE layer]); data in sparse_moe.data.
+Your own model: `moefy(model, match="blocks.*.mlp", num_experts=8)` swaps its FFNs for (upcycled) MoE layers;
+`total_aux_loss(collect_aux(model))` after each forward gives the router losses to add (sparse_moe.upcycle).
 """
 
 from .config import MoEConfig
@@ -16,21 +18,26 @@ from .dispatch import DISPATCHERS
 from .experts import ACTIVATIONS, DenseFFN, Experts
 from .flops import MoEFlops, flops_stats, layer_flops, training_flops
 from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
-from .routers import ROUTERS
+from .routers import GATE_NORMS, ROUTERS
+from .upcycle import MoEFFN, collect_aux, moefy
 
 __all__ = [
     "ACTIVATIONS",
     "DISPATCHERS",
     "ROUTERS",
     "DenseFFN",
+    "GATE_NORMS",
     "Experts",
     "MoEAux",
     "MoEConfig",
     "MoEFlops",
+    "MoEFFN",
     "MoELayer",
     "aux_stats",
+    "collect_aux",
     "flops_stats",
     "layer_flops",
+    "moefy",
     "step_routers",
     "total_aux_loss",
     "training_flops",

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dispatch import DISPATCHERS
+from .experts import ACTIVATIONS
+from .routers import GATE_NORMS, ROUTERS
+
 SECOND_EXPERT_POLICIES = ("all", "random", "sampling")
 
 
@@ -32,13 +36,9 @@ class MoEConfig:
     bias_update_rate: float = 1e-3  # deepseek_v3 aux-loss-free bias step u
     balance_coef: float = 1e-2
     z_coef: float = 1e-3
+    gate_norm: str = "none"  # GATE_NORMS: none (the router's weights) | sum | detached_sum (see routers.py)
 
     def __post_init__(self) -> None:
-        # Imported here: the registries import this module.
-        from .dispatch import DISPATCHERS
-        from .experts import ACTIVATIONS
-        from .routers import ROUTERS
-
         if self.num_experts < 1:
             raise ValueError(f"moe.num_experts must be >= 1, got {self.num_experts}")
         if not 1 <= self.top_k <= self.num_experts:
@@ -61,10 +61,13 @@ class MoEConfig:
                 f"moe.second_expert_policy {self.second_expert_policy!r} unknown; allowed: "
                 f"{', '.join(SECOND_EXPERT_POLICIES)}"
             )
-        if self.router == "gshard" and self.top_k != 2:
-            raise ValueError(f"moe.router 'gshard' is top-2; got top_k={self.top_k}")
-        if self.router in ("switch", "hash") and self.top_k != 1:
-            raise ValueError(f"moe.router {self.router!r} is top-1; got top_k={self.top_k}")
+        router = ROUTERS.get(self.router)
+        if router.fixed_top_k is not None and self.top_k != router.fixed_top_k:
+            raise ValueError(f"moe.router {self.router!r} is top-{router.fixed_top_k}; got top_k={self.top_k}")
+        if self.gate_norm not in GATE_NORMS:
+            raise ValueError(f"moe.gate_norm {self.gate_norm!r} unknown; allowed: {', '.join(GATE_NORMS.names())}")
+        if self.gate_norm != "none" and not router.token_choice:
+            raise ValueError(f"moe.gate_norm {self.gate_norm!r} needs a token-choice router; {self.router!r} is not")
         if not 0 <= self.router_jitter < 1:
             raise ValueError(f"moe.router_jitter must be in [0, 1), got {self.router_jitter}")
         if self.router_init_scale <= 0:

@@ -25,9 +25,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from meter.registry import Registry
+
 from .experts import Experts
 from .grouped import grouped_ffn, grouped_linear
-from .registry import Registry
 
 Backend = Callable[..., tuple[torch.Tensor, int]]
 DISPATCHERS: Registry[Backend] = Registry("dispatch backend")

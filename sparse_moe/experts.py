@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
+from meter.registry import Registry
 
 
 @dataclass(frozen=True)

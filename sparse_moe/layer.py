@@ -17,7 +17,7 @@ from .config import MoEConfig
 from .dispatch import resolve_dispatch
 from .experts import DenseFFN, Experts
 from .losses import balance_loss, router_entropy, z_loss
-from .routers import ROUTERS
+from .routers import GATE_NORMS, ROUTERS
 
 
 @dataclass
@@ -78,6 +78,7 @@ class MoELayer(nn.Module):
             raise ValueError(f"MoELayer needs d_model, d_ff >= 1, got {d_model}, {d_ff}")
         self.cfg, self.d_model, self.d_ff = cfg, d_model, d_ff
         self.router = ROUTERS.get(cfg.router)(d_model, cfg)
+        self.gate_norm = GATE_NORMS.get(cfg.gate_norm)
         self.experts = Experts(cfg.num_experts, d_model, d_ff, cfg.activation, cfg.bias)
         self.shared = nn.ModuleList(
             DenseFFN(d_model, d_ff, cfg.activation, cfg.bias) for _ in range(cfg.num_shared_experts)
@@ -91,6 +92,7 @@ class MoELayer(nn.Module):
         cf = self.cfg.capacity_factor if self.training else self.cfg.eval_capacity_factor
         if self.router.token_choice:
             routing = self.router(x, valid, token_ids)
+            routing.weight = self.gate_norm(routing.weight)
             return token_choice_assignments(routing, self.cfg.num_experts, cf, num_valid), routing
         routing = self.router(x, valid, token_ids, cf)
         requested = torch.bincount(routing.expert_flat, minlength=self.cfg.num_experts)

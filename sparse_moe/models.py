@@ -9,24 +9,29 @@ optimizer step (DeepSeek-V3 bias balancing; a no-op for other routers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from meter.registry import Registry
+
 from .config import MoEConfig
 from .experts import DenseFFN
 from .layer import MoEAux, MoELayer
-from .registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
-FFN_KINDS = ("dense", "moe")
+# model.ffn -> (d_model, d_ff, moe config, activation) -> the block's FFN module.
+FFN_KINDS: Registry[Callable[[int, int, MoEConfig, str], nn.Module]] = Registry("ffn kind")
+FFN_KINDS.register("dense")(lambda d_model, d_ff, moe, activation: DenseFFN(d_model, d_ff, activation))
+FFN_KINDS.register("moe")(lambda d_model, d_ff, moe, activation: MoELayer.from_config(d_model, d_ff, moe))
 
 
 def _check_ffn(ffn: str) -> None:
     if ffn not in FFN_KINDS:
-        raise ValueError(f"model.ffn {ffn!r} unknown; allowed: {', '.join(FFN_KINDS)}")
+        raise ValueError(f"model.ffn {ffn!r} unknown; allowed: {', '.join(FFN_KINDS.names())}")
 
 
 class FFN(nn.Module):
@@ -35,9 +40,7 @@ class FFN(nn.Module):
     def __init__(self, kind: str, d_model: int, d_ff: int, moe: MoEConfig, activation: str):
         super().__init__()
         _check_ffn(kind)
-        self.inner = (
-            MoELayer.from_config(d_model, d_ff, moe) if kind == "moe" else DenseFFN(d_model, d_ff, activation)
-        )
+        self.inner = FFN_KINDS.get(kind)(d_model, d_ff, moe, activation)
 
     def forward(self, x, mask=None, token_ids=None) -> tuple[torch.Tensor, MoEAux | None]:
         if isinstance(self.inner, MoELayer):

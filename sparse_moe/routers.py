@@ -7,16 +7,21 @@ Every router scores in fp32 with autocast disabled. It returns a `Routing`; toke
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import MoEConfig
-from .registry import Registry
+from meter.registry import Registry
+
+if TYPE_CHECKING:  # config.py reads the registries below; at run time only it imports this module
+    from .config import MoEConfig
 
 ROUTERS: Registry[type[Router]] = Registry("router")
+GATE_NORMS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("gate norm")
 
 
 @dataclass
@@ -41,9 +46,13 @@ class Routing:
 
 
 class Router(nn.Module):
-    """Linear scorer W [E, d] (Switch's small truncated-normal init) plus a selection rule."""
+    """Linear scorer W [E, d] (Switch's small truncated-normal init) plus a selection rule.
+
+    `fixed_top_k`: the k a router's rule is defined for (None = any k); MoEConfig refuses any other top_k.
+    """
 
     token_choice = True
+    fixed_top_k: int | None = None
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__()
@@ -77,6 +86,8 @@ def _active(valid: torch.Tensor | None, shape: tuple[int, int], device: torch.de
 class SwitchRouter(Router):
     """Switch Transformer top-1: softmax over experts, weight = probability of the chosen expert."""
 
+    fixed_top_k = 1
+
     def forward(self, x, valid, token_ids):
         logits = self.logits(x)
         probs = logits.softmax(-1)
@@ -99,6 +110,8 @@ class GShardRouter(Router):
     """GShard top-2, weights g1/(g1+g2), g2/(g1+g2). Second-expert policy in training (eval uses 'all'):
     all = always dispatch it; random = dispatch it with probability min(1, 2*g2) (g2 the raw softmax
     probability, as in GShard/fairseq); sampling = pick it by Gumbel-perturbed logits among the rest."""
+
+    fixed_top_k = 2
 
     def __init__(self, d_model: int, cfg: MoEConfig):
         super().__init__(d_model, cfg)
@@ -160,6 +173,8 @@ class HashRouter(Router):
     """Hash layers (Roller et al. 2021): expert = fixed hash of the token id (of the flat position when no ids
     are given); weight 1, no learned parameters, no z-loss."""
 
+    fixed_top_k = 1
+
     def __init__(self, d_model: int, cfg: MoEConfig):
         nn.Module.__init__(self)
         self.num_experts, self.top_k, self.jitter = cfg.num_experts, 1, 0.0
@@ -185,9 +200,6 @@ class ExpertChoiceRouter(Router):
 
     token_choice = False
 
-    def __init__(self, d_model: int, cfg: MoEConfig):
-        super().__init__(d_model, cfg)
-
     def capacity(self, num_valid: int, c: float | None) -> int:
         c = float(self.top_k) if not c else c
         return max(1, min(num_valid, math.ceil(c * num_valid / self.num_experts)))
@@ -201,3 +213,25 @@ class ExpertChoiceRouter(Router):
         w, tok = scores.t().topk(cap, dim=-1)  # [E, C]
         expert = torch.arange(self.num_experts, device=x.device)[:, None].expand_as(tok)
         return Routing(probs, logits, token=tok.reshape(-1), expert_flat=expert.reshape(-1), weight_flat=w.reshape(-1))
+
+
+# Gate norms: weight [T, k] of a token-choice router -> the combine weights the layer uses (MoEConfig.gate_norm).
+@GATE_NORMS.register("none")
+def keep_gates(weight: torch.Tensor) -> torch.Tensor:
+    """The router's own weights (Switch: p of the chosen expert, < 1)."""
+    return weight
+
+
+@GATE_NORMS.register("sum")
+def sum_to_one(weight: torch.Tensor) -> torch.Tensor:
+    """Chosen weights renormalised to sum 1 (Mixtral, DeepSeek `norm_topk_prob`); top-1 weights become the
+    constant 1, so the task loss gives the router no gradient."""
+    return weight / weight.sum(-1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+
+
+@GATE_NORMS.register("detached_sum")
+def sum_to_one_detached(weight: torch.Tensor) -> torch.Tensor:
+    """Value of "sum" (weights sum to 1: identical experts give exactly the dense FFN, top-1 gives w = p/p = 1.0
+    exactly), gradient of "none" scaled by 1/sum: the router still learns from the task loss. The upcycling
+    default (`sparse_moe.moefy`)."""
+    return weight / weight.detach().sum(-1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)

@@ -12,7 +12,8 @@ import experiments.run as runner
 from experiments.config import ConfigError, validate
 from experiments.preemption import Preempted, PreemptionFlag
 from experiments.records import ROW_KEYS
-from experiments.tasks.adaptive_frames import build_af_model, needle
+from experiments.tasks.adaptive_frames import build_af_model
+from experiments.tasks.af_data import needle
 from tests.helpers import compose
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,12 +127,15 @@ def test_frame_folders_through_the_task(tmp_path):
     ("model.resolutions=[32,64]", "model.resolutions"),
     ("method.baselines=[dense_top,everything]", "method.baselines"),
     ("model.backbone=resnet5", "model.backbone"),
+    ("model.policy.cell=rnn", "model.policy.cell.*allowed: gru, lstm"),
+    ("data=video_list data.name=npy_files data.root=x data.train_list=x data.test_list=x data.num_classes=2",
+     "data.name.*allowed: frame_folders, video_files"),
     ("method.policy_epochs=-1", "method.policy_epochs"),
     ("data.informative=40", "informative"),
 ])
 def test_bad_af_config_names_the_key(override, key):
     with pytest.raises((ConfigError, ValueError), match=key):
-        validate(compose(["experiment=af_needle", override]))
+        validate(compose(["experiment=af_needle", *override.split()]))
 
 
 def test_missing_video_list_is_a_clear_error(tmp_path):
@@ -173,11 +177,12 @@ def test_policy_head_action_through_the_task(tmp_path):
     assert [resumed[0][k] for k in keys] == [learned[k] for k in keys]
 
 
-def test_every_configurable_baseline_has_settings():
-    from experiments.tasks.adaptive_frames import BASELINE_SETTINGS
-    from experiments.tasks.af_config import AF_BASELINES
+def test_every_library_baseline_is_configurable_and_the_default():
+    from adaptive_frames import BASELINES
+    from experiments.tasks.af_baselines import BASELINE_SETTINGS
 
-    assert sorted(AF_BASELINES) == BASELINE_SETTINGS.names()
+    assert BASELINE_SETTINGS.names() == BASELINES.names()
+    assert validate(compose(["experiment=af_needle"])).method.baselines == BASELINES.names()
 
 
 def test_budget_mode_through_the_task_adapts_lam(tmp_path):

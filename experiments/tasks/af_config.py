@@ -7,10 +7,13 @@ from typing import Optional
 
 from omegaconf import MISSING
 
+from adaptive_frames import BACKBONES
 from adaptive_frames.data.needle import NeedleConfig
-from adaptive_frames.policy import PolicyConfig
+from adaptive_frames.policy import CELLS, PolicyConfig
 from experiments.schema import check as _check
 from experiments.schema import schema
+from experiments.tasks.af_baselines import BASELINE_SETTINGS
+from experiments.tasks.af_data import video_list_names
 
 
 @schema("data", "base_needle")
@@ -22,7 +25,6 @@ class NeedleDataCfg(NeedleConfig):
     seed: Optional[int] = None  # type: ignore[assignment]
 
 
-
 @schema("data", "base_video_list")
 @dataclass
 class VideoListDataCfg:
@@ -30,7 +32,7 @@ class VideoListDataCfg:
     `template` images or as video files decoded with PyAV. Clips are sampled once (TSN: random offset per segment
     for train, centre for test) and held in memory as float32 [N, num_segments, C, size, size]."""
 
-    name: str = "frame_folders"  # frame_folders | video_files
+    name: str = "frame_folders"  # any of af_data.video_list_names(): frame_folders | video_files
     root: str = MISSING
     train_list: str = MISSING
     test_list: str = MISSING
@@ -43,12 +45,11 @@ class VideoListDataCfg:
     index_base: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.name in ("frame_folders", "video_files"), "data.name", self.name, "frame_folders, video_files")
+        _check(self.name in video_list_names(), "data.name", self.name, ", ".join(video_list_names()))
         _check(self.num_classes >= 2, "data.num_classes", self.num_classes, ">= 2")
         _check(self.num_segments >= 1, "data.num_segments", self.num_segments, ">= 1")
         _check(self.size >= 8, "data.size", self.size, ">= 8")
         _check(self.channels in (1, 3), "data.channels", self.channels, "1, 3")
-
 
 
 @schema("model", "base_adaptive_frames")
@@ -65,8 +66,6 @@ class AFModelCfg:
     policy_as_backbone: bool = False  # AR-Net's extra action: classify the frame with a head on the policy features
 
     def __post_init__(self) -> None:
-        from adaptive_frames import BACKBONES
-
         _check(self.backbone in BACKBONES, "model.backbone", self.backbone, ", ".join(BACKBONES.names()))
         _check(self.policy.encoder in BACKBONES, "model.policy.encoder", self.policy.encoder,
                ", ".join(BACKBONES.names()))
@@ -75,11 +74,8 @@ class AFModelCfg:
         _check(list(self.resolutions) == sorted(self.resolutions, reverse=True), "model.resolutions",
                self.resolutions, "strictly decreasing (the first is the expensive one)")
         _check(all(s >= 1 for s in self.skips), "model.skips", self.skips, "integers >= 1")
-        _check(self.policy.cell in ("gru", "lstm"), "model.policy.cell", self.policy.cell, "gru, lstm")
+        _check(self.policy.cell in CELLS, "model.policy.cell", self.policy.cell, ", ".join(CELLS.names()))
 
-
-
-AF_BASELINES = ("dense_top", "oracle", "uniform", "frame_exit", "random")
 
 @schema("method", "base_adaptive_frames")
 @dataclass
@@ -98,7 +94,7 @@ class AFMethodCfg:
     budget_gflops: float = 0.0  # > 0: adapt lam so mean GFLOPs/video meets this target
     budget_lr: float = 0.05
     eval_batch_size: int = 128
-    baselines: list[str] = field(default_factory=lambda: list(AF_BASELINES))
+    baselines: list[str] = field(default_factory=BASELINE_SETTINGS.names)  # every registered baseline
     uniform_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     frame_exit_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.9, 0.99])
     backbone_cache: bool = True  # reuse pretrained backbones across jobs with the same data/model/pretrain/seed
@@ -111,8 +107,8 @@ class AFMethodCfg:
         _check(self.lam >= 0 and self.balance >= 0, "method.lam/balance", (self.lam, self.balance), ">= 0")
         _check(self.budget_gflops >= 0, "method.budget_gflops", self.budget_gflops, ">= 0 (0 = off)")
         _check(self.eval_batch_size >= 1, "method.eval_batch_size", self.eval_batch_size, ">= 1")
-        bad = [b for b in self.baselines if b not in AF_BASELINES]
-        _check(not bad, "method.baselines", bad, ", ".join(AF_BASELINES))
+        bad = [b for b in self.baselines if b not in BASELINE_SETTINGS]
+        _check(not bad, "method.baselines", bad, ", ".join(BASELINE_SETTINGS.names()))
         _check(all(k >= 1 for k in self.uniform_k), "method.uniform_k", self.uniform_k, "integers >= 1")
         _check(all(0 < t <= 1 for t in self.frame_exit_thresholds), "method.frame_exit_thresholds",
                self.frame_exit_thresholds, "values in (0, 1]")

@@ -13,17 +13,16 @@ import logging
 
 import torch
 
-from experiments import distributed
 from experiments.context import RunContext
+from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
-from experiments.records import atomic_write_json, read_json
 from experiments.tasks.registry import TASKS
 from experiments.trainer import fit, iterations_per_epoch
-from lth.data import Splits
-from lth.registry import Registry
+from experiments.units import run_unit
 from meter.flops import CONVENTION, param_counts
+from meter.registry import Registry
 from sparse_moe import MoELayer, aux_stats, layer_flops, step_routers
-from sparse_moe.data import load_char_corpus, make_clustered_regression
+from sparse_moe.data import ClusteredRegressionConfig, load_char_corpus, make_clustered_regression
 from sparse_moe.models import build_model
 
 log = logging.getLogger(__name__)
@@ -34,12 +33,9 @@ MOE_DATA: Registry = Registry("moe dataset")
 def clustered(cfg) -> tuple[Splits, str, dict]:
     gen_args = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data)
                 if f.name not in ("name", "val_fraction")}
-    from sparse_moe.data import ClusteredRegressionConfig
-
     d = make_clustered_regression(ClusteredRegressionConfig(**gen_args))
     n_val = int(round(cfg.data.val_fraction * len(d.x_train)))
-    splits = Splits(d.x_train[n_val:], d.y_train[n_val:], d.x_train[:n_val], d.y_train[:n_val], d.x_test,
-                    d.y_test, num_classes=0)
+    splits = Splits(d.x_train[n_val:], d.y_train[n_val:], d.x_train[:n_val], d.y_train[:n_val], d.x_test, d.y_test)
     return splits, "regression", {}
 
 
@@ -64,7 +60,7 @@ def chars(cfg) -> tuple[Splits, str, dict]:
     x_va, y_va = windows(held[: len(held) // 2])
     x_te, y_te = windows(held[len(held) // 2 :])
     info = {"data/sources": ";".join(f"{p}:{h[:12]}" for p, h in corpus.sources), "data/vocab_size": corpus.vocab_size}
-    return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, num_classes=corpus.vocab_size), "language_model", info
+    return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, {"vocab_size": corpus.vocab_size}), "language_model", info
 
 
 class MoEObjective(Objective):
@@ -113,12 +109,15 @@ def dense_bound_flops(model, example: torch.Tensor) -> int:
 
 @TASKS.register("moe")
 def run_moe(cfg, ctx: RunContext) -> list[dict]:
-    if (ctx.job_dir / "result.json").exists():  # finished before: a rerun in the same folder skips it
-        return [ctx.add_row(read_json(ctx.job_dir / "result.json")["row"])]
+    """One model per job: its row, stored in `<job>/result.json` (a rerun in the same folder returns it)."""
+    return [run_unit(ctx.job_dir, ctx, lambda: train_moe(cfg, ctx))]
+
+
+def train_moe(cfg, ctx: RunContext) -> dict:
     data, objective_name, info = MOE_DATA.get(cfg.data.name)(cfg)
     model_cfg = cfg.model
     if cfg.data.name == "chars":
-        model_cfg = dataclasses.replace(model_cfg, vocab_size=data.num_classes)  # set by the corpus
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=data.meta["vocab_size"])  # set by the corpus
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, model_cfg)
     objective = MoEObjective(OBJECTIVES.get(objective_name)())
@@ -155,10 +154,4 @@ def run_moe(cfg, ctx: RunContext) -> list[dict]:
     }
     if "acc/test" not in row:  # regression: the row contract's main metric is the task metric
         row["acc/test"] = None
-    row = ctx.add_row(row)
-    ctx.logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, None)
-    if distributed.is_main():
-        atomic_write_json(ctx.job_dir / "result.json", {"row": row})
-        for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-            (ctx.job_dir / leftover).unlink(missing_ok=True)
-    return [row]
+    return row

@@ -6,11 +6,7 @@ with a reason; `want` is the set of components ("cpu", "dram", "gpu") not yet co
 
 from __future__ import annotations
 
-from meter.registry import Registry
-from meter.sources.base import EnergySource, SourceUnavailable
-
-SOURCES: Registry = Registry("meter energy source")
-
-from meter.sources import estimate, nvml, rapl  # noqa: E402,F401  (register themselves)
+from meter.sources import estimate, nvml, rapl  # noqa: F401  (each registers itself in base.SOURCES)
+from meter.sources.base import SOURCES, EnergySource, SourceUnavailable
 
 __all__ = ["SOURCES", "EnergySource", "SourceUnavailable"]

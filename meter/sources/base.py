@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from meter.registry import Registry
+
+SOURCES: Registry = Registry("meter energy source")  # filled by the source modules as they are imported
+
 
 class SourceUnavailable(RuntimeError):
     """Raised by a source factory with the reason it cannot measure here (missing path, permission, no GPU)."""

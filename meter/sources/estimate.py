@@ -21,8 +21,7 @@ import resource
 import threading
 import time
 
-from meter.sources import SOURCES
-from meter.sources.base import EnergySource, SourceUnavailable
+from meter.sources.base import SOURCES, EnergySource, SourceUnavailable
 
 CPU_KEY = "cpu/estimated:cpu_time_linear"
 RAM_KEY = "dram/estimated:ram_rss"

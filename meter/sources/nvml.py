@@ -15,8 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from meter.sources import SOURCES
-from meter.sources.base import EnergySource, SourceUnavailable
+from meter.sources.base import SOURCES, EnergySource, SourceUnavailable
 
 COUNTER, POWER = "measured:nvml_counter", "measured:nvml_power"
 

@@ -15,8 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from meter.sources import SOURCES
-from meter.sources.base import EnergySource, SourceUnavailable
+from meter.sources.base import SOURCES, EnergySource, SourceUnavailable
 
 METHOD = "measured:rapl"
 MAX_PLAUSIBLE_W = 1000.0  # a wrap period is computed at this power to check the poll period

@@ -4,7 +4,7 @@ import torch
 from adaptive_frames import BACKBONES, CELLS, build_backbone, build_baseline, mean_average_precision
 from adaptive_frames.baselines import coarse_to_fine
 from adaptive_frames.metrics import average_precision
-from adaptive_frames.registry import Registry
+from meter.registry import Registry
 from tests.adaptive_frames.af_testutils import small_model
 
 
