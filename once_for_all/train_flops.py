@@ -59,7 +59,8 @@ class TrainFlops:
             return self._get((id(model), shape, backward), lambda: _count(model, x, backward))
         spec = model.spec
         if spec not in self._work:
-            self._work[spec] = copy.deepcopy(model).eval()  # eval: a forward for shapes updates no BN stats
+            # eval: a forward for shapes updates no BN stats; grads on: the first model seen may be a frozen teacher
+            self._work[spec] = copy.deepcopy(model).eval().requires_grad_(True)
         work = self._work[spec]
         full = replace(ArchSpace.full(spec).largest(), resolution=cfg.resolution)
         shapes = self._block_shapes(work, full, x)

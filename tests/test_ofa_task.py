@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # Seconds-long: tiny data, one epoch per phase, a handful of predictor samples, a short search.
 TINY = ["experiment=ofa_mnist1d", "progress=false", "data.num_samples=500", "optim.batch_size=50", "optim.epochs=1",
         "model.stage_widths=[8,12]", "model.stage_strides=[1,2]", "model.stage_se=[false,true]",
-        "model.head_channels=16", "model.stem_channels=8", "method.predictor_samples=12",
+        "model.head_channels=16", "model.stem_channels=8", "model.resolutions=[36,40]", "method.predictor_samples=12",
         "method.predictor_epochs=20", "method.bn_recal_samples=100", "method.bn_recal_batches=2",
         "method.search.population=8", "method.search.generations=2", "method.targets=[0.5,1.0]",
         "method.latency_repeats=3", "method.latency_batch=4"]

@@ -41,6 +41,7 @@ from experiments.tasks.ofa_eval import (
 )
 from experiments.tasks.registry import TASKS
 from experiments.trainer import carbon_gate
+from experiments.units import run_unit
 from meter import Measurement
 from meter.flops import CONVENTION, param_counts
 from meter.registry import Registry
@@ -78,21 +79,6 @@ class Job:
     def optim(self) -> OptimConfig:
         o = self.cfg.optim
         return OptimConfig(name=o.name, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-def unit(job: Job, unit_dir: Path, work: Callable[[], dict]) -> dict:
-    """Run `work() -> row` unless `unit_dir/result.json` exists; store the row and remove the checkpoints."""
-    if (unit_dir / "result.json").exists():
-        return job.ctx.add_row(read_json(unit_dir / "result.json")["row"])
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    row = job.ctx.add_row(work())
-    job.ctx.logger.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                       None)
-    if distributed.is_main():
-        atomic_write_json(unit_dir / "result.json", {"row": row})
-        for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-            (unit_dir / leftover).unlink(missing_ok=True)
-    return row
 
 
 def resumable(job: Job, unit_dir: Path, tag: str) -> tuple[dict | None, Callable[[dict], None]]:
@@ -164,7 +150,7 @@ def train_supernet(job: Job) -> OFASupernet:
                 "flops/train_total": sum(r["counters"]["flops_train"] for r in results), **per_phase,
                 **measured(results).row()}
 
-    unit(job, unit_dir, work)
+    run_unit(unit_dir, job.ctx, work)
     net.load_state_dict(load_checkpoint(final)["model"])
     return net
 
@@ -180,7 +166,7 @@ def evaluate_corners(job: Job, net: OFASupernet, latency: LatencyTable) -> None:
             return {**base_row(job, "ofa_corner", cfg, model), "ofa/corner": name, "acc/test": acc,
                     "flops/train_total": 0, **costs, **w.row()}
 
-        unit(job, job.ctx.job_dir / "corners" / name, work)
+        run_unit(job.ctx.job_dir / "corners" / name, job.ctx, work)
 
 
 def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
@@ -194,7 +180,7 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
         return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
                 "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
 
-    unit(job, unit_dir, work)
+    run_unit(unit_dir, job.ctx, work)
     return LatencyTable.from_dict(read_json(path))
 
 
@@ -222,7 +208,7 @@ def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
                 "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
                 "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()), **w.row()}
 
-    unit(job, unit_dir, work)
+    run_unit(unit_dir, job.ctx, work)
     predictor.load_state_dict(load_checkpoint(unit_dir / "predictor.pt")["model"])
     return predictor
 
@@ -249,7 +235,7 @@ def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency
                     "ofa/target_flops": fraction * job.full_flops, "acc/test": acc, "acc/predicted_val": predicted,
                     "flops/train_total": 0, **costs, **w.row()}
 
-        unit(job, job.ctx.job_dir / "targets" / f"t{fraction:g}", work)
+        run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)
 
 
 def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetConfig, extra: dict) -> None:
@@ -267,7 +253,7 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
                 "flops/infer_per_sample": FlopsTable(spec).predict(cfg),
                 "flops/train_total": result["counters"]["flops_train"], **measured([result]).row()}
 
-    unit(job, unit_dir, work)
+    run_unit(unit_dir, job.ctx, work)
 
 
 def _at(batches: Batches, resolution: int) -> Batches:

@@ -225,3 +225,15 @@ def test_each_epoch_runs_in_a_meter_window():
     energy = [Measurement.from_dict(h["energy"]) for h in run["history"]]
     assert [m.name for m in energy] == ["scratch-epoch0", "scratch-epoch1"]
     assert all(m.method == "disabled" for m in energy)
+
+
+def test_train_flops_do_not_depend_on_seeing_a_frozen_teacher_first():
+    """A resumed KD phase counts the (frozen) teacher before the student: the student's counts must not change."""
+    net = OFASupernet(SPEC_1D)
+    teacher = copy.deepcopy(net).requires_grad_(False)
+    cfg = PHASES["expand_2"].space(SPEC_1D).sample(random.Random(3))
+    x = inputs(SPEC_1D, cfg.resolution, batch=2).float()
+    fresh = TrainFlops()(net, cfg, x)
+    resumed = TrainFlops()
+    resumed(teacher, cfg, x, backward=False)
+    assert resumed(net, cfg, x) == fresh
