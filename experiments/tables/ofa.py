@@ -99,25 +99,25 @@ def check_ps_vs_scratch(rows: list[dict], table: Table) -> list[str]:
                     f"({worst_key[0]})"), *estimated_note(rows)]
 
 
-def _corner_columns(a: str, b: str) -> list[Column]:
-    return [Column("ofa/corner", "corner (depth-expand-kernel)"), Column("flops/infer_per_sample", "FLOPs", "{:.3g}"),
-            Column("acc/a", f"{a} acc %", "{:.2f}"), Column("acc/b", f"{b} acc %", "{:.2f}"),
-            Column("acc/diff", f"{a} - {b} (points)", "{:+.2f}"), ENERGY_METHOD]
+def corner_table(a: str, b: str, labels: tuple[str, str], about: str, derive, checks) -> TableSpec:
+    """A table of the 8 corners, `a` vs `b` paired by seed, ordered by FLOPs."""
+    return TableSpec(
+        sweep="ofa_mnist1d", group_by=["ofa/corner"], sort_by=["flops/infer_per_sample", "ofa/corner"],
+        columns=[Column("ofa/corner", "corner (depth-expand-kernel)"),
+                 Column("flops/infer_per_sample", "FLOPs", "{:.3g}"), Column("acc/a", f"{a} acc %", "{:.2f}"),
+                 Column("acc/b", f"{b} acc %", "{:.2f}"), Column("acc/diff", f"{a} - {b} (points)", "{:+.2f}"),
+                 ENERGY_METHOD],
+        about=about, plot=lambda rows, path, title: plot_paired_corners(rows, path, title, labels),
+        derive=derive, checks=checks)
 
 
-TABLES.register("ofa_ps_vs_scratch")(TableSpec(
-    sweep="ofa_mnist1d",
-    group_by=["ofa/corner"],
-    sort_by=["flops/infer_per_sample", "ofa/corner"],
-    columns=_corner_columns("PS", "scratch"),
-    about="The 8 corner sub-nets (depth, expand ratio, kernel each at its min or max; largest resolution) taken "
-          "from the progressive-shrinking supernet after BN recalibration, no fine-tuning, vs the same "
-          "architecture trained alone from scratch (optim.epochs), test accuracy; the difference is paired by "
-          "seed. Published (OFA, ImageNet): PS sub-nets match or beat scratch (76.0% vs 74.6% top-1 at 230M MACs).",
-    plot=lambda rows, path, title: plot_paired_corners(rows, path, title, ("PS sub-net", "from scratch")),
-    derive=derive_ps_vs_scratch,
-    checks=check_ps_vs_scratch,
-))
+TABLES.register("ofa_ps_vs_scratch")(corner_table(
+    "PS", "scratch", ("PS sub-net", "from scratch"),
+    "The 8 corner sub-nets (depth, expand ratio, kernel each at its min or max; largest resolution) taken from the "
+    "progressive-shrinking supernet after BN recalibration, no fine-tuning, vs the same architecture trained alone "
+    "from scratch (optim.epochs), test accuracy; the difference is paired by seed. Published (OFA, ImageNet): PS "
+    "sub-nets match or beat the same architectures trained from scratch.",
+    derive_ps_vs_scratch, check_ps_vs_scratch))
 
 
 # ---- b. PS supernet vs no-PS supernet ------------------------------------------------------------------------
@@ -140,18 +140,11 @@ def check_ps_vs_no_ps(rows: list[dict], table: Table) -> list[str]:
                     f"{avg:+.2f}"), *estimated_note(rows)]
 
 
-TABLES.register("ofa_ps_vs_no_ps")(TableSpec(
-    sweep="ofa_mnist1d",
-    group_by=["ofa/corner"],
-    sort_by=["flops/infer_per_sample", "ofa/corner"],
-    columns=_corner_columns("PS", "no PS"),
-    about="The 8 corner sub-nets (BN-recalibrated, test accuracy) of the progressive-shrinking supernet vs the "
-          "no-PS supernet (every dimension elastic from the start, the same number of sub-net steps), paired by "
-          "seed.",
-    plot=lambda rows, path, title: plot_paired_corners(rows, path, title, ("PS supernet", "no-PS supernet")),
-    derive=derive_ps_vs_no_ps,
-    checks=check_ps_vs_no_ps,
-))
+TABLES.register("ofa_ps_vs_no_ps")(corner_table(
+    "PS", "no PS", ("PS supernet", "no-PS supernet"),
+    "The 8 corner sub-nets (BN-recalibrated, test accuracy) of the progressive-shrinking supernet vs the no-PS "
+    "supernet (every dimension elastic from the start, the same number of sub-net steps), paired by seed.",
+    derive_ps_vs_no_ps, check_ps_vs_no_ps))
 
 
 # ---- c. searched sub-nets vs width multipliers; the predictor -------------------------------------------------
