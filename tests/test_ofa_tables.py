@@ -160,3 +160,33 @@ def test_a_table_without_its_pairs_is_one_clear_error_and_nothing_written(tmp_pa
         main(["ofa_ps_vs_no_ps", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     assert e.value.code == 2 and not (tmp_path / "out").exists()
     assert "ofa_ps_vs_no_ps: no rows to tabulate" in capsys.readouterr().err
+
+
+def _figure(monkeypatch, plot, rows) -> object:
+    from experiments.tables import ofa_plots
+
+    figures = []
+    monkeypatch.setattr(ofa_plots, "save", lambda fig, path, title, note: figures.append(fig))
+    plot(rows, None, "t")
+    (fig,) = figures
+    return fig
+
+
+@pytest.mark.parametrize("method, word", [("estimated:cpu", "ESTIMATED"), ("measured:rapl", "measured")])
+def test_pareto_plot_marks_the_targets_and_labels_the_energy(monkeypatch, method, word):
+    from experiments.tables.ofa import derive_pareto
+    from experiments.tables.ofa_plots import plot_pareto
+
+    rows = derive_pareto([r for s in (0, 1) for r in ofa_rows(s, energy_method=method)])
+    left, right = _figure(monkeypatch, plot_pareto, rows).axes
+    assert sorted(line.get_xdata()[0] for line in left.lines if line.get_linestyle() == ":") == [2000, 4000, 6000, 8000]
+    assert word in right.get_xlabel() and "per inference" in right.get_xlabel()
+
+
+def test_cost_plot_marks_the_break_even(monkeypatch):
+    from experiments.tables.ofa import TABLES, derive_cost
+
+    rows = derive_cost([r for s in (0, 1) for r in ofa_rows(s)])
+    (ax,) = _figure(monkeypatch, TABLES.get("ofa_cost").plot, rows).axes
+    (line,) = [x for x in ax.lines if x.get_linestyle() == ":"]
+    assert line.get_xdata()[0] == pytest.approx(1200 / 190) and "estimated energy" in ax.get_ylabel()

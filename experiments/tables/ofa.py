@@ -313,7 +313,7 @@ def derive_pareto(rows: list[dict]) -> list[dict]:
         d = {**shared(r), "ofa/kind": r["ofa/kind"], "acc/test": points(r.get("acc/test")),
              "ofa/name": r.get("ofa/corner") or f"target {r.get('ofa/target_fraction'):g}",
              **{k: r.get(k) for k in ("flops/infer_per_sample", "infer/joules_per_sample", "infer/energy_method",
-                                      "latency/b1_ms", "ofa/target_fraction")}}
+                                      "latency/b1_ms", "ofa/target_fraction", "ofa/target_flops")}}
         twin = corners.get((r.get("seed"), r.get("ofa/corner")))
         if r["ofa/kind"] == "scratch_corner" and twin and d["infer/joules_per_sample"] is None:
             d["infer/joules_per_sample"] = twin.get("infer/joules_per_sample")

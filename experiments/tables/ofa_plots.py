@@ -106,12 +106,9 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> None:
                         color=f"C{i}", capsize=2, markersize=9 if marker == "*" else 6, label=name(members[0], label))
         ax.set_xscale("log")
         log_ticks(ax.xaxis, xs, unit)
-    full = mean_std_n([r["flops/infer_per_sample"] for r in rows if r["ofa/kind"] == "ofa_corner"
-                       and r["ofa/name"] == "dmax-emax-kmax"])[0] if any(r["ofa/name"] == "dmax-emax-kmax"
-                                                                         for r in rows) else None
-    for t in sorted({r["ofa/target_fraction"] for r in rows if r.get("ofa/target_fraction") is not None}):
-        if full:
-            axes[0].axvline(t * full, color="grey", ls=":", lw=0.8)
+    targets = [r for r in rows if r.get("ofa/target_flops") is not None]
+    for (_,), ms in group(targets, ["ofa/target_fraction"]).items():
+        axes[0].axvline(mean_std_n([m["ofa/target_flops"] for m in ms])[0], color="grey", ls=":", lw=0.8)
     style(axes[0], "inference FLOPs per sample (analytic, log scale; dotted: the FLOPs targets)", ACC_POINTS)
     style(axes[1], f"energy per inference (J, {'ESTIMATED' if estimated else 'measured'}, log scale)", ACC_POINTS)
     save(fig, path, title, bars_note(counts))
