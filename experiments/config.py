@@ -87,9 +87,11 @@ class LoggerCfg:
     entity: Optional[str] = None
     mode: Optional[str] = None  # online | offline | disabled; None = $WANDB_MODE, else offline
     tags: list[str] = field(default_factory=list)
+    log_every: int = 50  # steps between training-loss rows in metrics.jsonl; 0 = none
 
     def __post_init__(self) -> None:
         _check(self.name in ("local", "wandb"), "logger.name", self.name, "local, wandb")
+        _check(self.log_every >= 0, "logger.log_every", self.log_every, ">= 0")
         _check(self.mode in (None, "online", "offline", "disabled"), "logger.mode", self.mode,
                "online, offline, disabled, null")
 
@@ -100,6 +102,7 @@ class Config:
     name: str = MISSING  # the experiment's name (row key "experiment"); set by conf/experiment/*.yaml
     task: str = "lth"
     seed: int = 0
+    threads: int = 1  # torch intra-op threads: fixed so results do not depend on the launcher or machine
     sweep_name: Optional[str] = None  # W&B group of a stored sweep; set by conf/sweep/*.yaml
     progress: bool = True  # tqdm bars; always off under CI
     data: Any = MISSING
@@ -115,6 +118,7 @@ class Config:
 
         _check(self.task in TASKS, "task", self.task, ", ".join(TASKS.names()))
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        _check(self.threads >= 1, "threads", self.threads, ">= 1")
         for check in CROSS_CHECKS.get(self.task, ()):
             check(self)
 

@@ -23,6 +23,7 @@ from experiments.config import ConfigError, config_hash, register_configs, valid
 from experiments.context import RunContext, seed_everything
 from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
+from experiments.progress import JobProgress
 from experiments.records import atomic_write_json, read_json, write_summary
 from experiments.tables import write_run_table
 from experiments.tasks.registry import TASKS
@@ -66,7 +67,7 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
         if main:
             write_summary(job_dir, "failed", [], error=f"ConfigError: {e}")
         raise
-    seed_everything(typed.seed)
+    seed_everything(typed.seed, typed.threads)
     identity = {
         "experiment": typed.name,
         "run_id": hashlib.md5(str(job_dir.resolve()).encode()).hexdigest()[:10],
@@ -81,8 +82,8 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
         raise RunFolderError(f"cannot write the run record in {job_dir}: {e}") from e
     meter = Meter(typed.meter, out_dir=job_dir if main else None)
     logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name) if main else NullLogger()
-    ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity, progress=typed.progress,
-                     preemption=preemption,
+    ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity,
+                     progress=JobProgress.for_config(typed), preemption=preemption,
                      carbon_plan=plan_from_config(typed.meter, time.time(), typed.meter.schedule_duration_h))
     status = "failed"
     try:

@@ -9,24 +9,25 @@ exactly what an uninterrupted run would have done (bit-identical on CPU).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from experiments import checkpoint as ckpt
 from experiments import distributed
 from experiments.augment import augment_batch
+from experiments.callbacks import Callback, Loop, Snapshot, TrainLoss
 from experiments.data import Splits
+from experiments.loggers import Logger, NullLogger, as_logger
 from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
+from experiments.progress import JobProgress, as_progress
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
@@ -93,137 +94,195 @@ def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
             raise Preempted(signal.SIGTERM, step, "the carbon-aware schedule has no allowed hours left")
 
 
-def fit(
-    model: nn.Module,
-    data: Splits,
-    optim_cfg,
-    *,
-    seed: int,
-    total_steps: int,
-    meter: Meter,
-    logger,
-    tag: str,
-    start_step: int = 0,
-    mask: Mask | None = None,
-    checkpoint_path: Path | None = None,
-    snapshot_step: int | None = None,
-    on_snapshot: Callable[[nn.Module, torch.optim.Optimizer, int], None] | None = None,
-    progress: bool = True,
-    flop_cache: FlopCache | None = None,
-    optimizer_state: dict | None = None,
-    lr_at: Callable[[int], float] | None = None,
-    preemption: PreemptionFlag = NEVER,
-    objective: Objective | None = None,
-    carbon_plan: Plan | None = None,
-) -> FitResult:
-    """Train `model` from `start_step` to `total_steps`; resumes from `checkpoint_path` if it exists.
+@dataclass
+class FitSpec:
+    """One unit of training: steps start_step..total_steps in the data order of `seed`, from a given state."""
 
-    `optimizer_state` starts from a saved optimizer state (e.g. rewound to step k) instead of a fresh one;
-    `lr_at(step)` overrides the schedule's LR multiplier (fine-tuning at a fixed LR); `carbon_plan` (Flexible
-    Start / Pause and Resume, meter.schedule) makes the loop wait, at epoch boundaries after a checkpoint, for
-    allowed hours, and exit resumably when the plan is exhausted.
+    total_steps: int
+    seed: int
+    tag: str = "fit"  # the unit's name in logs, progress and metrics.jsonl rows
+    start_step: int = 0
+    checkpoint_path: Path | None = None  # resumed from if it exists; written at every epoch boundary
+    mask: Mask | None = None  # re-applied after every optimizer step
+    optimizer_state: dict | None = None  # a saved optimizer state to start from (e.g. rewound to step k)
+    lr_at: Callable[[int], float] | None = None  # LR multiplier per step; None: optim_cfg's schedule
+    objective: Objective | None = None  # None: classification
+
+
+@dataclass
+class Services:
+    """What the runner lends the loop. A `RunContext` has the same attributes and can be passed instead."""
+
+    meter: Meter
+    logger: Logger = field(default_factory=NullLogger)
+    progress: bool | JobProgress = True
+    flop_cache: FlopCache | None = None
+    preemption: PreemptionFlag = NEVER
+    carbon_plan: Plan | None = None  # carbon-aware schedule: wait at epoch boundaries, stop resumably when spent
+
+
+def _from_keywords(keywords: dict) -> tuple[FitSpec, Services, list[Callback]]:
+    """The keyword form of `fit`: FitSpec and Services fields by name, plus snapshot_step/on_snapshot."""
+    kw = dict(keywords)
+    snapshot_step, on_snapshot = kw.pop("snapshot_step", None), kw.pop("on_snapshot", None)
+    services = Services(**{f.name: kw.pop(f.name) for f in fields(Services) if f.name in kw})
+    callbacks = [Snapshot(snapshot_step, on_snapshot)] if snapshot_step is not None and on_snapshot else []
+    return FitSpec(**kw), services, callbacks
+
+
+def fit(model: nn.Module, data: Splits, optim_cfg, spec: FitSpec | None = None, services: Services | None = None,
+        callbacks: Sequence[Callback] = (), **keywords) -> FitResult:
+    """Train `model` as `spec` says, with the runner's `services` (or a RunContext); resumes from
+    `spec.checkpoint_path` if it exists. `callbacks` hook into the loop (experiments.callbacks).
+
+    Keyword form: `fit(model, data, optim, seed=0, total_steps=24, meter=m, logger=l, tag="t")` takes the fields
+    of FitSpec and Services by name (and `snapshot_step`/`on_snapshot` for a Snapshot callback).
     """
-    flop_cache = flop_cache or FlopCache()
-    objective = objective or Classification()
-    bs = optim_cfg.batch_size
-    spe = iterations_per_epoch(len(data.x_train), bs)
-    eval_every = optim_cfg.eval_every or spe
-    optimizer = build_optimizer(model, optim_cfg)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    lr_at = lr_at or (lambda s: lr_factor(optim_cfg, s, total_steps))
-    reapply_mask = mask_applier(model, mask) if mask is not None else None
-    if reapply_mask is not None:
-        reapply_mask()
+    if keywords:
+        if spec is not None or services is not None:
+            raise TypeError("fit: pass either spec and services, or their fields as keywords, not both")
+        spec, services, snapshot = _from_keywords(keywords)
+        callbacks = [*snapshot, *callbacks]
+    return _Trainer(model, data, optim_cfg, spec, services, callbacks).run()
 
-    step, early, measured, flops_train, flops_eval, history = start_step, EarlyStop(), None, 0, 0, []
-    if checkpoint_path is not None and ckpt.exists(checkpoint_path):
-        state = ckpt.load_latest(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
-        if hasattr(logger, "truncate"):
-            logger.truncate(state["logger_position"])  # drop rows logged after this checkpoint
-        step, flops_train, flops_eval = state["step"], state["flops_train"], state["flops_eval"]
-        early = EarlyStop(**state["early_stop"])
-        measured = Measurement.from_dict(state["measurement"])
-        history = list(state["history"])
-        log.info("%s: resumed from %s at step %d", tag, checkpoint_path, step)
 
-    def checkpoint() -> None:
-        if checkpoint_path is None or not distributed.is_main():
+class _Trainer:
+    """The state of one `fit` call; methods are the loop's phases, in the order `run` calls them."""
+
+    def __init__(self, model, data: Splits, optim_cfg, spec: FitSpec, services, callbacks: Sequence[Callback]):
+        self.model, self.data, self.optim_cfg, self.spec = model, data, optim_cfg, spec
+        self.meter, self.preemption, self.carbon_plan = services.meter, services.preemption, services.carbon_plan
+        self.logger = as_logger(services.logger)
+        self.flop_cache = services.flop_cache or FlopCache()
+        self.progress = as_progress(services.progress)
+        self.objective = spec.objective or Classification()
+        self.bs = optim_cfg.batch_size
+        self.spe = iterations_per_epoch(len(data.x_train), self.bs)
+        self.eval_every = optim_cfg.eval_every or self.spe
+        self.callbacks = [*callbacks] + ([TrainLoss(self.logger.log_every)] if self.logger.log_every else [])
+        optimizer = build_optimizer(model, optim_cfg)
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        if spec.optimizer_state is not None:
+            optimizer.load_state_dict(spec.optimizer_state)
+        total = spec.total_steps
+        self.lr_at = spec.lr_at or (lambda s: lr_factor(optim_cfg, s, total))
+        self.reapply_mask = mask_applier(model, spec.mask) if spec.mask is not None else None
+        if self.reapply_mask is not None:
+            self.reapply_mask()
+        self.loop = Loop(model=model, optimizer=optimizer, spec=spec, logger=self.logger, step=spec.start_step)
+        self.early, self.measured, self.flops_train, self.flops_eval, self.history = EarlyStop(), None, 0, 0, []
+
+    def resume(self) -> None:
+        """Load the checkpoint if there is one; either way drop the log rows it does not cover."""
+        path = self.spec.checkpoint_path
+        if path is None or not ckpt.exists(path):
+            self.logger.start_unit(self.spec.tag, None)
             return
-        ckpt.save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state(),
-            "logger_position": logger.position() if hasattr(logger, "position") else 0,
-            "step": step, "flops_train": flops_train, "flops_eval": flops_eval,
-            "early_stop": asdict(early), "measurement": measured.to_dict(), "history": history,
+        state = ckpt.load_latest(path)
+        self.model.load_state_dict(state["model"])
+        self.loop.optimizer.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"])
+        self.logger.start_unit(self.spec.tag, state["logger_position"])
+        self.loop.step, self.flops_train, self.flops_eval = state["step"], state["flops_train"], state["flops_eval"]
+        self.early = EarlyStop(**state["early_stop"])
+        self.measured = Measurement.from_dict(state["measurement"])
+        self.history = list(state["history"])
+        self.loop.extra = dict(state.get("extra", {}))
+        log.info("%s: resumed from %s at step %d", self.spec.tag, path, self.loop.step)
+
+    def checkpoint(self) -> None:
+        if self.spec.checkpoint_path is None or not distributed.is_main():
+            return
+        ckpt.save_checkpoint(self.spec.checkpoint_path, {
+            "model": self.model.state_dict(), "optimizer": self.loop.optimizer.state_dict(), "rng": ckpt.rng_state(),
+            "logger_position": self.logger.position(), "step": self.loop.step, "flops_train": self.flops_train,
+            "flops_eval": self.flops_eval, "early_stop": asdict(self.early), "measurement": self.measured.to_dict(),
+            "history": self.history, "extra": self.loop.extra,
         })
 
-    def run_eval() -> dict[str, float]:
-        nonlocal flops_eval
-        with meter.window("eval"):
-            metrics = _eval_all(model, data, objective)
-        n_eval = len(data.x_val) + len(data.x_test)
-        flops_eval += n_eval * objective.infer_flops(model, data.x_train[:1], flop_cache)
-        early.update(step, metrics)
-        history.append({"step": step, "flops_train": flops_train, **metrics})
+    def evaluate(self) -> dict[str, float]:
+        step, objective = self.loop.step, self.objective
+        with self.meter.window("eval"):
+            metrics = _eval_all(self.model, self.data, objective)
+        n_eval = len(self.data.x_val) + len(self.data.x_test)
+        self.flops_eval += n_eval * objective.infer_flops(self.model, self.data.x_train[:1], self.flop_cache)
+        self.early.update(step, metrics)
+        self.history.append({"step": step, "flops_train": self.flops_train, **metrics})
         extra = objective.step_logs() if hasattr(objective, "step_logs") else {}  # e.g. per-layer routing stats
-        logger.log({"unit": tag, **metrics, "lr": optimizer.param_groups[0]["lr"], **extra}, step)
+        self.logger.log({"unit": self.spec.tag, **metrics, "lr": self.loop.optimizer.param_groups[0]["lr"], **extra},
+                        step)
+        for cb in self.callbacks:
+            cb.on_eval(self.loop, metrics)
         return metrics
 
-    rank, world_size = distributed.world()
-    train_model = model
-    if world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(model)  # averages gradients across ranks
-    model.train()
-    disable = rank != 0 or not progress or bool(os.environ.get("CI"))
-    bar = tqdm(total=total_steps, initial=step, desc=tag, disable=disable, leave=False)
-    while step < total_steps:
-        carbon_gate(carbon_plan, step, tag)
-        chunk_end = min(total_steps, (step // spe + 1) * spe)  # one window + checkpoint per epoch
-        with meter.window("train") as window:
-            while step < chunk_end:
-                if preemption.requested:
-                    break
-                if snapshot_step is not None and step == snapshot_step and on_snapshot is not None:
-                    on_snapshot(model, optimizer, step)
-                epoch, i = divmod(step, spe)
-                idx = epoch_order(seed, epoch, len(data.x_train))[i * bs : (i + 1) * bs]
-                idx = distributed.shard(idx)  # this rank's slice of the global batch
-                xb, yb = data.x_train[idx], data.y_train[idx]
-                xb = augment_batch(optim_cfg.augment, xb, seed, step)
-                for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = base * lr_at(step)
-                loss = objective.loss(train_model, xb, yb)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"{tag}: training loss is {float(loss.detach())} at step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if reapply_mask is not None:
-                    reapply_mask()
-                objective.after_step(model)
-                flops_train += world_size * objective.step_flops(model, xb, yb, flop_cache)
-                step += 1
-                bar.update(1)
-                if step % eval_every == 0 or step == total_steps:
-                    run_eval()
+    def add_window(self, window: Measurement) -> None:
         window = distributed.sum_measurement(window)  # every rank's energy, once; checkpointed as the total
-        measured = window if measured is None else measured + window
-        checkpoint()
-        if preemption.requested:
-            bar.close()
-            raise Preempted(preemption.signum, step)
-    bar.close()
-    if not history or history[-1]["step"] != step:
-        with meter.window("eval") as window:
-            run_eval()
-        window = distributed.sum_measurement(window)
-        measured = window if measured is None else measured + window
-    if snapshot_step is not None and snapshot_step == step and on_snapshot is not None:
-        on_snapshot(model, optimizer, step)
-    final = {k: v for k, v in history[-1].items() if k != "flops_train"}
-    return FitResult(metrics=final, early_stop=early, steps=total_steps - start_step, flops_train=flops_train,
-                     flops_eval=flops_eval, measurement=measured, history=history)
+        self.measured = window if self.measured is None else self.measured + window
+
+    def train_step(self, train_model: nn.Module, world_size: int) -> None:
+        loop, spec, optimizer, objective = self.loop, self.spec, self.loop.optimizer, self.objective
+        epoch, i = divmod(loop.step, self.spe)
+        idx = epoch_order(spec.seed, epoch, len(self.data.x_train))[i * self.bs : (i + 1) * self.bs]
+        idx = distributed.shard(idx)  # this rank's slice of the global batch
+        xb, yb = self.data.x_train[idx], self.data.y_train[idx]
+        xb = augment_batch(self.optim_cfg.augment, xb, spec.seed, loop.step)
+        for g, base in zip(optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * self.lr_at(loop.step)
+        loss = objective.loss(train_model, xb, yb)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"{spec.tag}: training loss is {float(loss.detach())} at step {loop.step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if self.reapply_mask is not None:
+            self.reapply_mask()
+        objective.after_step(self.model)
+        self.flops_train += world_size * objective.step_flops(self.model, xb, yb, self.flop_cache)
+        loop.step += 1
+        for cb in self.callbacks:
+            cb.on_step_end(loop, loss.detach())
+
+    def run(self) -> FitResult:
+        self.resume()
+        loop, total = self.loop, self.spec.total_steps
+        rank, world_size = distributed.world()
+        train_model = self.model
+        if world_size > 1:
+            train_model = torch.nn.parallel.DistributedDataParallel(self.model)  # averages gradients across ranks
+        self.model.train()
+        job = self.progress if rank == 0 else JobProgress(enabled=False)
+        unit = job.unit(self.spec.tag, loop.step, total, self.spe)
+        for cb in self.callbacks:
+            cb.on_train_start(loop)
+        try:
+            while loop.step < total:
+                carbon_gate(self.carbon_plan, loop.step, self.spec.tag)
+                chunk_end = min(total, (loop.step // self.spe + 1) * self.spe)  # one window + checkpoint per epoch
+                with self.meter.window("train") as window:
+                    while loop.step < chunk_end and not self.preemption.requested:
+                        for cb in self.callbacks:
+                            cb.on_step_start(loop)
+                        self.train_step(train_model, world_size)
+                        unit.step(loop.step)
+                        if loop.step % self.eval_every == 0 or loop.step == total:
+                            self.evaluate()
+                self.add_window(window)
+                self.checkpoint()
+                if self.preemption.requested:
+                    raise Preempted(self.preemption.signum, loop.step)
+                last = self.history[-1] if self.history and self.history[-1]["step"] == loop.step else {}
+                unit.epoch_end(loop.step, {k: v for k, v in last.items() if k.endswith("/val")})
+                for cb in self.callbacks:
+                    cb.on_epoch_end(loop, last)
+        finally:
+            unit.close()
+        if not self.history or self.history[-1]["step"] != loop.step:
+            with self.meter.window("eval") as window:
+                self.evaluate()
+            self.add_window(window)
+        for cb in self.callbacks:
+            cb.on_train_end(loop)
+        final = {k: v for k, v in self.history[-1].items() if k != "flops_train"}
+        return FitResult(metrics=final, early_stop=self.early, steps=total - self.spec.start_step,
+                         flops_train=self.flops_train, flops_eval=self.flops_eval, measurement=self.measured,
+                         history=self.history)

@@ -11,7 +11,7 @@ from PIL import Image
 import experiments.run as runner
 from experiments.config import ConfigError, validate
 from experiments.preemption import Preempted, PreemptionFlag
-from experiments.records import ROW_KEYS
+from experiments.records import check_rows
 from experiments.tasks.adaptive_frames import build_af_model
 from experiments.tasks.af_data import needle
 from tests.helpers import compose
@@ -28,7 +28,7 @@ def by_method(rows):
 def test_rows_carry_the_contract_and_exact_baseline_flops(tmp_path):
     cfg = compose([*TINY, f"paths.output_root={tmp_path}/out"])
     rows = runner.run_job(cfg, tmp_path / "a")
-    assert not [k for r in rows for k in ROW_KEYS if k not in r]
+    check_rows(rows)  # raises naming the row and the missing contract key
     rows_by = by_method(rows)
     typed = validate(cfg)
     costs = build_af_model(typed, needle(typed)).costs()

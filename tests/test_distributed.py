@@ -11,9 +11,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from experiments.config import OptimCfg
+from experiments.data import Splits
 from experiments.trainer import fit
 from lth import build_model
-from lth.data import Splits
 from meter import Meter, MeterConfig
 from tests.helpers import ROOT
 
@@ -24,7 +24,7 @@ def _data():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(240, 40, generator=g)
     y = x[:, :10].argmax(1)
-    return Splits(x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:], num_classes=10)
+    return Splits(x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:])
 
 
 def _train():

@@ -26,12 +26,12 @@ def _run(tmp_path, tiny_cfg, monkeypatch, **method):
     calls = []
     real_fit = lth_task.fit
 
-    def spy(model, data, optim_cfg, **kw):
-        lr_at = kw["lr_at"] or (lambda s: lr_factor(optim_cfg, s, kw["total_steps"]))
-        calls.append({"tag": kw["tag"], "start": kw["start_step"], "lr": lr_at(kw["start_step"]),
+    def spy(model, data, optim_cfg, spec, services, **kw):
+        lr_at = spec.lr_at or (lambda s: lr_factor(optim_cfg, s, spec.total_steps))
+        calls.append({"tag": spec.tag, "start": spec.start_step, "lr": lr_at(spec.start_step),
                       "weights": {k: v.clone() for k, v in model.state_dict().items()},
-                      "opt_state": copy.deepcopy(kw["optimizer_state"]), "mask": kw["mask"], "total": kw["total_steps"]})
-        return real_fit(model, data, optim_cfg, **kw)
+                      "opt_state": copy.deepcopy(spec.optimizer_state), "mask": spec.mask, "total": spec.total_steps})
+        return real_fit(model, data, optim_cfg, spec, services, **kw)
 
     monkeypatch.setattr(lth_task, "fit", spy)
     with Meter(MeterConfig(enabled=False), out_dir=None) as meter:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import experiments.run as runner
-from experiments.records import ROW_KEYS
+from experiments.records import check_rows
 from tests.helpers import compose
 
 SMALL = ["progress=false", "optim.epochs=1", "data.n_train=1024", "data.n_test=256"]
@@ -15,7 +15,7 @@ SMALL = ["progress=false", "optim.epochs=1", "data.n_train=1024", "data.n_test=2
 def test_clustered_regression_rows(tmp_path, variant):
     rows = runner.run_job(compose(["experiment=moe_clustered", f"variant={variant}", *SMALL]), tmp_path)
     (row,) = rows
-    assert not [k for k in ROW_KEYS if k not in row]
+    check_rows([row])
     assert row["mse/test"] == pytest.approx(row["loss/test"], rel=1e-5)
     if variant == "dense_active":
         assert row["flops/infer_per_sample"] == row["flops/infer_per_sample_dense"]

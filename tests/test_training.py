@@ -5,10 +5,10 @@ import torch
 from omegaconf import OmegaConf
 
 from experiments.config import OptimCfg
+from experiments.data import Splits
 from experiments.tasks.lth import run_imp, start_state
 from experiments.trainer import fit
 from lth import STRATEGIES, PruneRates, build_model, ones_mask
-from lth.data import Splits
 from meter import Meter, MeterConfig
 
 
@@ -21,7 +21,7 @@ def _data(n=240, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 40, generator=g)
     y = (x[:, :10].argmax(1)).long()
-    return Splits(x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:], num_classes=10)
+    return Splits(x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:])
 
 
 def _pruned_model(seed=0):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from experiments.context import RunContext
+from experiments.context import RunContext, runtime
 from experiments.data import Splits
 from experiments.units import run_unit
 
@@ -40,18 +40,19 @@ def test_a_unit_trains_once_then_returns_its_stored_rows(tmp_path, many):
 
     first_ctx = ctx(tmp_path)
     first = run_unit(unit, first_ctx, train)
-    expected = [{**IDENTITY, "acc/test": 0.5, "af/method": "m", "curve": [1]},
-                {**IDENTITY, "acc/test": 0.25, "af/method": "n", "curve": []}]
+    expected = [{**IDENTITY, **runtime(), "acc/test": 0.5, "af/method": "m", "curve": [1]},
+                {**IDENTITY, **runtime(), "acc/test": 0.25, "af/method": "n", "curve": []}]
     assert first == (expected if many else expected[0])
     assert first_ctx.rows == (expected if many else expected[:1])
-    assert first_ctx.logger.logged[0] == ({"seed": 3, "acc/test": 0.5}, None)  # numbers only
+    assert first_ctx.logger.inner.logged[0] == ({"seed": 3, "runtime/threads": torch.get_num_threads(), "acc/test": 0.5},
+                                                None)  # numbers only
     stored = json.loads((unit / "result.json").read_text())
     assert stored == ({"rows": expected} if many else {"row": expected[0]})
     assert sorted(p.name for p in unit.iterdir()) == ["mask.pt", "result.json"]
 
     again_ctx = ctx(tmp_path)
     assert run_unit(unit, again_ctx, train) == first and calls == [1]
-    assert again_ctx.rows == first_ctx.rows and again_ctx.logger.logged == []
+    assert again_ctx.rows == first_ctx.rows and again_ctx.logger.inner.logged == []
 
 
 def test_a_failed_unit_leaves_no_result_and_keeps_its_checkpoint(tmp_path):

@@ -1,41 +1,76 @@
-"""W&B offline: an offline run folder appears and the in-process run.summary agrees with summary.json."""
+"""W&B: one run per unit of work, grouped by the job, with the run folder and the resolved config in its config,
+its summary the unit's row, and every run finished (also when the job fails). A fake `wandb` module records the
+calls (exact and offline)."""
 
-import json
+import sys
+import types
 
 import pytest
 
+import experiments.run as runner
 from tests.helpers import FAST, compose
 
-pytest.importorskip("wandb")
+
+class FakeRun:
+    def __init__(self, calls, kwargs):
+        self.calls, self.kwargs, self.summary, self.history, self.exit_code = calls, kwargs, {}, [], None
+
+    def log(self, row, step=None):
+        self.calls.append(("log", self.kwargs["name"]))
+        self.history.append(row)
+
+    def finish(self, exit_code=0):
+        self.calls.append(("finish", self.kwargs["name"]))
+        self.exit_code = exit_code
 
 
-def test_offline_wandb_run_matches_summary(tmp_path, monkeypatch):
-    import experiments.run as runner
-    from experiments.loggers import build_logger
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    calls, runs = [], []
+    module = types.ModuleType("wandb")
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    captured = {}
+    def init(**kwargs):
+        calls.append(("init", kwargs["name"]))
+        runs.append(FakeRun(calls, kwargs))
+        return runs[-1]
 
-    def capture(*args, **kwargs):
-        logger = captured["logger"] = build_logger(*args, **kwargs)
-        finish = logger.finish
+    module.init = init
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return calls, runs
 
-        def finish_after_reading_summary(status):  # in-process run.summary, read before the run closes
-            captured["summary"] = {k: logger.run.summary[k] for k in logger.run.summary.keys()}
-            finish(status)
 
-        logger.finish = finish_after_reading_summary
-        return logger
+def test_one_finished_run_per_unit_grouped_by_job(tmp_path, fake_wandb):
+    calls, runs = fake_wandb
+    cfg = compose([*FAST, "logger=wandb", "method.levels=1", "method.baselines=[random_prune]"])
+    rows = runner.run_job(cfg, tmp_path / "job")
+    units = ["L00/ticket", "L01/ticket", "L01/random_prune"]
+    assert [r.kwargs["name"].split("/", 1)[1] for r in runs] == units
+    assert len({r.kwargs["group"] for r in runs}) == 1 and len({r.kwargs["id"] for r in runs}) == 3
+    open_run = None
+    for kind, name in calls:  # strictly init, logs, finish: no run's history mixes units
+        assert (kind == "init") == (open_run is None), calls
+        open_run = None if kind == "finish" else name
+    assert open_run is None
+    for run, row, unit in zip(runs, rows, units):
+        assert run.kwargs["config"]["leanlab"]["run_dir"] == str((tmp_path / "job").resolve())
+        assert run.kwargs["config"]["optim"]["lr"] == cfg.optim.lr  # the resolved config
+        assert run.summary["acc/test"] == row["acc/test"] and run.exit_code == 0
+        evals = [h for h in run.history if "loss/val" in h]
+        assert evals and all(h["unit"] == unit for h in run.history if "unit" in h)
 
-    monkeypatch.setattr(runner, "build_logger", capture)
-    cfg = compose([*FAST, "logger=wandb", "method.levels=1", "method.baselines=[]"])
-    rows = runner.run_job(cfg, tmp_path)
-    run = captured["logger"].run
-    assert run is not None
-    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline run folder"
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    last = summary["records"][-1]
-    assert summary["records"] == rows  # summary.json holds every row the task returned, as returned
-    for key in ("acc/test", "flops/infer_per_sample", "energy/joules", "params/nonzero"):
-        assert captured["summary"][key] == pytest.approx(last[key]), key
+
+def test_failed_job_finishes_its_open_run_with_an_error_code(tmp_path, fake_wandb, monkeypatch):
+    _, runs = fake_wandb
+    import experiments.tasks.lth as lth_task
+
+    real_row = lth_task._row
+
+    def fail_at_level_1(cfg, ctx, level, *args):
+        if level == 1:
+            raise RuntimeError("boom")
+        return real_row(cfg, ctx, level, *args)
+
+    monkeypatch.setattr(lth_task, "_row", fail_at_level_1)
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.run_job(compose([*FAST, "logger=wandb", "method.levels=1", "method.baselines=[]"]), tmp_path)
+    assert [r.exit_code for r in runs] == [0, 1]

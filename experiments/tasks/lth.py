@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from experiments import distributed
+from experiments.callbacks import Snapshot
 from experiments.checkpoint import load_checkpoint
 from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
@@ -29,7 +30,7 @@ from experiments.optim import lr_factor
 from experiments.records import atomic_write_json as _atomic_write_json
 from experiments.records import read_json
 from experiments.tasks.registry import TASKS
-from experiments.trainer import fit, iterations_per_epoch
+from experiments.trainer import FitSpec, fit, iterations_per_epoch
 from lth import (
     STRATEGIES,
     PruneRates,
@@ -177,15 +178,11 @@ def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, leve
     finetune = level > 0 and cfg.method.retrain == "finetune"
     if data_seed is None:
         data_seed = cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level
-    result = fit(
-        model, data, cfg.optim, seed=data_seed,
-        total_steps=sched.total, start_step=start, mask=unit_mask, meter=ctx.meter, logger=ctx.logger,
-        tag=f"L{level:02d}/{kind}", checkpoint_path=unit_dir / "checkpoint.pt",
-        snapshot_step=sched.rewind_step if on_snapshot else None, on_snapshot=on_snapshot,
-        progress=ctx.progress, flop_cache=ctx.flop_cache, optimizer_state=opt_state,
-        lr_at=(lambda s: sched.final_lr) if finetune else None, preemption=ctx.preemption,
-        carbon_plan=ctx.carbon_plan,
-    )
+    result = fit(model, data, cfg.optim, FitSpec(
+        total_steps=sched.total, seed=data_seed, tag=f"L{level:02d}/{kind}", start_step=start,
+        checkpoint_path=unit_dir / "checkpoint.pt", mask=unit_mask, optimizer_state=opt_state,
+        lr_at=(lambda s: sched.final_lr) if finetune else None,
+    ), ctx, callbacks=[Snapshot(sched.rewind_step, on_snapshot)] if on_snapshot else [])
     apply_mask(model, unit_mask)
     if kind == "ticket":
         save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})

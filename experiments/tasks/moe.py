@@ -17,7 +17,7 @@ from experiments.context import RunContext
 from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
 from experiments.tasks.registry import TASKS
-from experiments.trainer import fit, iterations_per_epoch
+from experiments.trainer import FitSpec, fit, iterations_per_epoch
 from experiments.units import run_unit
 from meter.flops import CONVENTION, param_counts
 from meter.registry import Registry
@@ -123,10 +123,8 @@ def train_moe(cfg, ctx: RunContext) -> dict:
     objective = MoEObjective(OBJECTIVES.get(objective_name)())
     spe = iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)
     total = cfg.optim.steps if cfg.optim.steps is not None else cfg.optim.epochs * spe
-    result = fit(model, data, cfg.optim, seed=cfg.seed, total_steps=total, meter=ctx.meter, logger=ctx.logger,
-                 tag=cfg.name, checkpoint_path=ctx.job_dir / "checkpoint.pt", progress=ctx.progress,
-                 flop_cache=ctx.flop_cache, preemption=ctx.preemption, objective=objective,
-                 carbon_plan=ctx.carbon_plan)
+    result = fit(model, data, cfg.optim, FitSpec(total_steps=total, seed=cfg.seed, tag=cfg.name,
+                                                 checkpoint_path=ctx.job_dir / "checkpoint.pt", objective=objective), ctx)
     example = data.x_test[:1]
     executed = objective.infer_flops(model, example, ctx.flop_cache)
     total_params, nonzero = param_counts(model)

@@ -1,0 +1,107 @@
+"""Every key a summary.json row may carry, with its meaning: the one place they are documented.
+
+`ROW_KEYS` (every completed row carries them) is checked by `records.write_summary`; the README's record-key
+table is `markdown_table()` (tests/test_records.py keeps them equal). In a key, `<i>` and `<name>` stand for
+any layer index / name.
+"""
+
+from __future__ import annotations
+
+# key -> meaning. Contract keys (ROW_KEYS) first.
+RECORD_KEYS: dict[str, str] = {
+    "experiment": "the experiment's name (`name` in conf/experiment/*.yaml)",
+    "run_id": "hash of the run folder's absolute path",
+    "seed": "the run's seed",
+    "config_hash": "MD5 of the non-default hyperparameters (defaults, seed, logger, meter, paths excluded)",
+    "acc/test": "test accuracy at the end of training (null for regression)",
+    "flops/train_total": "FLOPs spent training this unit (forward + backward, counted)",
+    "flops/infer_per_sample": "FLOPs of one inference, effective (nonzero weights, routed experts, frames looked at)",
+    "flops/infer_per_sample_dense": "the same model run dense",
+    "energy/joules": "energy of this unit of work (J)",
+    "energy/kwh": "the same in kWh",
+    "energy/method": "how energy was obtained: measured:<source> or estimated:<model>, `+`-joined",
+    "carbon/g_co2e": "emissions (g CO2e) = kWh x intensity x PUE",
+    "carbon/intensity_g_per_kwh": "carbon intensity used (g CO2e / kWh)",
+    "carbon/intensity_source": "where the intensity came from",
+    "carbon/pue": "data-centre power usage effectiveness applied",
+    "time/wall_s": "wall time of this unit (s)",
+    "params/total": "parameters, dense",
+    "params/nonzero": "parameters that are nonzero",
+    "runtime/threads": "torch intra-op threads the unit ran with (config `threads`)",
+    "runtime/torch": "torch version",
+    # metrics (per split: /val, /test; `_at_early_stop`: at the evaluation of minimum validation loss)
+    "acc/val": "validation accuracy at the end of training",
+    "acc/test_at_early_stop": "test accuracy at the early-stop evaluation",
+    "acc/val_at_early_stop": "validation accuracy at the early-stop evaluation",
+    "loss/<name>": "loss on split <name> (val, test; nats)",
+    "loss/test_at_early_stop": "test loss at the early-stop evaluation",
+    "mse/<name>": "mean squared error on split <name> (regression)",
+    "mse/test_at_early_stop": "test MSE at the early-stop evaluation",
+    "bpc/<name>": "bits per character on split <name> (char LM)",
+    "bpc/test_at_early_stop": "test bits per character at the early-stop evaluation",
+    "map/test": "test mean average precision (multi-label video; acc/test is null then)",
+    "early_stop_step": "step of the early-stop evaluation",
+    "curve/val": "validation metrics at every evaluation: [{step, flops_train, <metric>/val}]",
+    # cost details
+    "flops/eval_total": "FLOPs spent on evaluations",
+    "flops/convention": "how FLOPs are counted (1 multiply-add = 2 FLOPs)",
+    "flops/pretrain": "FLOPs of backbone pretraining (adaptive frames)",
+    "flops/fraction_of_dense": "flops/infer_per_sample / flops/infer_per_sample_dense",
+    "energy/estimated_joules": "part of energy/joules that was estimated",
+    "energy/measured_joules": "part of energy/joules that was measured",
+    "energy/estimated_components": "which components were estimated",
+    "energy/short_window": "true when the window was too short for the meter's resolution",
+    "energy/per_video_j": "evaluation energy per test video (J)",
+    "carbon/intensity_kind": "average or marginal intensity",
+    "carbon/eq_km_car": "g CO2e as km driven by an average car (an illustration)",
+    "carbon/eq_phone_charges": "g CO2e as smartphone charges (an illustration)",
+    "params/active_per_token": "parameters used per token (MoE: k of E experts)",
+    "train/steps": "optimizer steps trained",
+    "train/joules": "training energy of the learned policy (J)",
+    "train/g_co2e": "training emissions of the learned policy (g CO2e)",
+    "train/method": "how the training energy was obtained",
+    "train/wall_s": "training wall time of the learned policy (s)",
+    # lottery tickets
+    "lth/level": "IMP level (0 = dense)",
+    "lth/kind": "ticket or a baseline: random_reinit, random_prune, one_shot, stability_twin",
+    "lth/phase": "source or transfer (ticket transfer)",
+    "lth/percent_remaining": "% of prunable weights kept",
+    "lth/percent_remaining_all": "% of all weights kept (excluded layers count as kept)",
+    "lth/retrain": "retraining mode: weight_rewind, lr_rewind, finetune (dense at level 0)",
+    "lth/rewind_step": "the step weights were rewound to",
+    "lth/optimizer_state": "optimizer state at retraining: fresh or rewound",
+    "lth/replay_data_order": "whether each level replays level 0's data order",
+    "lth/early_stop_step": "step of the early-stop evaluation",
+    "lth/lmc_barrier": "linear-mode-connectivity error barrier between ticket and twin",
+    "lth/lmc_stable": "barrier within the stability tolerance",
+    "lth/lmc_max_error": "largest error along the interpolation path",
+    # sparse MoE
+    "moe/ffn": "feed-forward kind: dense or moe",
+    "moe/num_experts": "experts per MoE layer (0 = dense)",
+    "moe/top_k": "experts per token (0 = dense)",
+    "moe/router": "router name",
+    "moe/d_ff": "hidden width of one expert / the dense FFN",
+    "final/moe/layer<i>/<name>": "routing statistic of layer <i> at the last step (load, entropy, drops, aux losses)",
+    "data/sources": "char LM: the text files and their hashes",
+    "data/vocab_size": "char LM: vocabulary size",
+    # adaptive frames
+    "af/method": "learned policy or baseline name",
+    "af/setting": "the method's setting (budget, lambda, k, threshold)",
+    "af/num_test_videos": "test videos evaluated",
+    "af/pretrain_source": "trained here or loaded from the backbone cache",
+    "frames/<name>": "mean frames per video sent to a backbone / looked at",
+    "gflops/<name>": "inference GFLOPs per video (mean, p50, p95, dense)",
+    "gmacs/<name>": "inference GMACs per video (mean, p50, p95, dense)",
+    "policy_train/<name>": "last policy-training epoch's statistics",
+    "policy_train/usage/<name>": "share of decisions per action in the last policy-training epoch",
+}
+
+ROW_KEYS: tuple[str, ...] = tuple(RECORD_KEYS)[: list(RECORD_KEYS).index("runtime/torch") + 1]
+
+
+def markdown_table() -> str:
+    """The README's record-key table (contract keys marked)."""
+    lines = ["| key | meaning |", "|---|---|"]
+    for key, meaning in RECORD_KEYS.items():
+        lines.append(f"| `{key}`{' *' if key in ROW_KEYS else ''} | {meaning} |")
+    return "\n".join(lines)
