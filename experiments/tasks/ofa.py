@@ -104,9 +104,11 @@ def measured(histories: list[dict]) -> Measurement:
     return sum(Measurement.from_dict(h["energy"]) for r in histories for h in r["history"])
 
 
-def base_row(job: Job, kind: str, cfg: SubnetConfig | None, model: torch.nn.Module | None) -> dict:
+def base_row(job: Job, kind: str, cfg: SubnetConfig | None, model: torch.nn.Module | None,
+             table: FlopsTable | None = None) -> dict:
+    """Identity of a unit's sub-net and its size; `table` prices `cfg` when it is not of the job's space."""
     total, nonzero = param_counts(model) if model is not None else (None, None)
-    flops = job.table.predict(cfg) if cfg is not None else None
+    flops = (table or job.table).predict(cfg) if cfg is not None else None
     return {"ofa/kind": kind, "ofa/training": job.cfg.method.training, "ofa/subnet": str(cfg) if cfg else None,
             "flops/infer_per_sample": flops, "flops/infer_per_sample_dense": job.full_flops,
             "flops/fraction_of_full": flops / job.full_flops if flops else None, "flops/convention": CONVENTION,
@@ -248,10 +250,12 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
                               meter=job.ctx.meter, flops=TrainFlops())
+        recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
-        return {**base_row(job, kind, cfg, model), **extra, "acc/test": acc,
-                "flops/infer_per_sample": FlopsTable(spec).predict(cfg),
-                "flops/train_total": result["counters"]["flops_train"], **measured([result]).row()}
+        costs = deployment_costs(model, spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
+                                 repeats=job.cfg.method.latency_repeats)
+        return {**base_row(job, kind, cfg, model, FlopsTable(spec)), **extra, "acc/test": acc,
+                "flops/train_total": result["counters"]["flops_train"], **costs, **measured([result]).row()}
 
     run_unit(unit_dir, job.ctx, work)
 
