@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from experiments.errors import InputError
-from experiments.schema import SCHEMAS, ConfigError, schema
+from experiments.schema import CROSS_CHECKS, SCHEMAS, ConfigError, schema
 from experiments.schema import check as _check
 from meter import MeterConfig
 from meter.config import TraceError
@@ -28,7 +28,7 @@ __all__ = ["Config", "ConfigError", "LoggerCfg", "NoMethodCfg", "OptimCfg", "con
 
 # Modules whose schemas register themselves (one per task family).
 SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config",
-                  "experiments.debug")
+                  "experiments.tasks.ofa_config", "experiments.debug")
 
 
 @schema("optim", "base_optim")
@@ -122,6 +122,8 @@ class Config:
         _check(self.task in TASKS, "task", self.task, ", ".join(TASKS.names()))
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
         _check(self.threads >= 1, "threads", self.threads, ">= 1")
+        for check in CROSS_CHECKS.get(self.task, ()):
+            check(self)
 
 
 

@@ -8,9 +8,11 @@ or a value of the wrong type fails at compose time. Each task keeps its schemas 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 SCHEMAS: dict[tuple[str, str], type] = {}
+CROSS_CHECKS: dict[str, list[Callable]] = {}  # task -> checks of the whole config (keys of several groups)
 
 
 class ConfigError(ValueError):
@@ -30,5 +32,16 @@ def schema(group: str, name: str):
             raise ValueError(f"schema {group}/{name} is already registered (by {SCHEMAS[(group, name)].__name__})")
         SCHEMAS[(group, name)] = cls
         return cls
+
+    return register
+
+
+def cross_check(task: str):
+    """Function decorator: `check(config)` runs at validation for jobs of `task`, after every group's own checks
+    (for rules that relate keys of several groups, e.g. a phase opening a kernel the model does not have)."""
+
+    def register(fn: Callable) -> Callable:
+        CROSS_CHECKS.setdefault(task, []).append(fn)
+        return fn
 
     return register

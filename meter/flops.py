@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 CONVENTION = "2*MAC (torch FlopCounterMode)"
 
@@ -41,6 +41,16 @@ def _module_totals(mode: FlopCounterMode, root_name: str) -> dict[str, int]:
     return totals
 
 
+def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
+    # torch's formula counts grad_input of a grouped conv as if dense (x groups: 17x a depthwise conv's forward
+    # for 16 channels); each of grad_input / grad_weight costs exactly the forward's multiply-adds
+    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
+
+
+FLOP_FIXES = {torch.ops.aten.convolution_backward: conv_backward_flop}
+
+
 def count_flops(
     model: nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -53,13 +63,13 @@ def count_flops(
     """
     model = copy.deepcopy(model)
     root_name = type(model).__name__
-    with FlopCounterMode(display=False) as fwd_mode:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as fwd_mode:
         out = model(*inputs)
     forward = int(fwd_mode.get_total_flops())
     by_module = _module_totals(fwd_mode, root_name)
     backward = 0
     if loss_fn is not None:
-        with FlopCounterMode(display=False) as bwd_mode:
+        with FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as bwd_mode:
             loss_fn(out).backward()
         backward = int(bwd_mode.get_total_flops())
     return FlopCount(forward=forward, backward=backward, by_module_forward=by_module)

@@ -100,3 +100,74 @@ SYNTHETIC = {
     "af_needle_pareto": _af, "af_needle_decoys_pareto": _af, "moe_clustered": _moe,
     "moe_charlm": lambda root: _moe(root, models=CHARLM_MODELS),
 }
+
+
+# ---- once-for-all: one job per (seed, training), rows as the `ofa` task writes them ----
+OFA_CORNERS = [f"d{d}-e{e}-k{k}" for d in ("min", "max") for e in ("min", "max") for k in ("min", "max")]
+OFA_TARGETS = (0.25, 0.5, 0.75, 1.0)
+OFA_ENERGY = {"supernet": 1000.0, "latency_table": 50.0, "predictor": 150.0, "ofa_target": 10.0,
+              "width_multiplier": 200.0}  # J per unit: break-even N = 1200 / (200 - 10), OFA/scratch at N=40 = 0.2
+
+
+def ofa_config(seed: int, training: str = "progressive") -> dict:
+    baselines = ["scratch_corners", "width_multiplier"] if training == "progressive" else []
+    return {"name": "ofa_mnist1d", "task": "ofa", "seed": seed, "data": {"name": "mnist1d"},
+            "model": {"name": "ofa_supernet"}, "method": {"name": "ofa", "training": training, "baselines": baselines}}
+
+
+def ofa_rows(seed: int, training: str = "progressive", *, scratch_gap=0.005, no_ps_gap=0.03, width_gap=0.015,
+             rmse=0.8, tau=0.7, latency_error=0.05, energy=None, energy_method="estimated:cpu",
+             baselines: bool | None = None) -> list[dict]:
+    """Accuracies: corner i (by FLOPs) 0.70 + 0.02 i, PS minus `scratch_gap` from scratch, minus `no_ps_gap`
+    without PS; target j 0.80 + 0.02 j, minus `width_gap` for the width multiplier; every accuracy + 0.01 x seed.
+    A gap may be a dict {corner or target: gap}."""
+    energy = {**OFA_ENERGY, **(energy or {})}
+    baselines = training == "progressive" if baselines is None else baselines
+
+    def gap(g, key):
+        return g.get(key, 0.0) if isinstance(g, dict) else g
+
+    def row(kind, acc=None, **extra):
+        return {"ofa/kind": kind, "ofa/training": training, "acc/test": None if acc is None else acc + 0.01 * seed,
+                "energy/joules": energy.get(kind, 1.0), "carbon/g_co2e": energy.get(kind, 1.0) * 0.1,
+                "time/wall_s": energy.get(kind, 1.0) / 10, "energy/method": energy_method, "seed": seed, **extra}
+
+    ps_shift = 0.0 if training == "progressive" else -1.0
+    rows = [row("supernet", 0.9), row("latency_table"),
+            row("predictor", **{"predictor/rmse_points": rmse, "predictor/kendall_tau": tau})]
+    for i, c in enumerate(OFA_CORNERS):
+        acc = 0.70 + 0.02 * i + ps_shift * gap(no_ps_gap, c)
+        rows.append(row("ofa_corner", acc, **{"ofa/corner": c, "flops/infer_per_sample": 1000 * (i + 1),
+                                              "infer/joules_per_sample": 1e-4 * (i + 1),
+                                              "infer/energy_method": energy_method, "latency/b1_ms": 0.1 * (i + 1)}))
+        if baselines:
+            rows.append(row("scratch_corner", 0.70 + 0.02 * i - gap(scratch_gap, c),
+                            **{"ofa/corner": c, "flops/infer_per_sample": 1000 * (i + 1)}))
+    for j, t in enumerate(OFA_TARGETS):
+        rows.append(row("ofa_target", 0.80 + 0.02 * j, **{
+            "ofa/target_fraction": t, "ofa/target_flops": 8000 * t, "flops/infer_per_sample": 8000 * t - 10,
+            "acc/predicted_val": 0.81 + 0.02 * j,
+            "latency/b1_ms": 1.0, "latency/b1_table_ms": 1.0 + gap(latency_error, t),
+            "latency/table_rel_error": gap(latency_error, t), "infer/joules_per_sample": 8e-4 * t,
+            "infer/energy_method": energy_method}))
+        if baselines:
+            rows.append(row("width_multiplier", 0.80 + 0.02 * j - gap(width_gap, t), **{
+                "ofa/target_fraction": t, "flops/infer_per_sample": 8000 * t - 50, "ofa/width_multiplier": t ** 0.5}))
+    return rows
+
+
+def ofa_jobs(root: Path, seeds=(0, 1), trainings=("progressive", "no_ps"), **kwargs) -> None:
+    for seed in seeds:
+        for training in trainings:
+            write_job(root / f"{training}_{seed}", ofa_rows(seed, training, **kwargs), ofa_config(seed, training))
+
+
+def _ofa(expected: int):
+    def write(root: Path) -> int:
+        ofa_jobs(root)
+        return expected
+    return write
+
+
+SYNTHETIC |= {"ofa_ps_vs_scratch": _ofa(8), "ofa_ps_vs_no_ps": _ofa(8), "ofa_search": _ofa(len(OFA_TARGETS) + 1),
+              "ofa_cost": _ofa(6), "ofa_pareto": _ofa(2 * 8 + 2 * len(OFA_TARGETS))}

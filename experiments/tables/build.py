@@ -30,6 +30,7 @@ class Table:
     split_by: list[str] = field(default_factory=list)  # config keys that made separate rows
     warnings: list[str] = field(default_factory=list)  # e.g. one seed twice in a row
     noted: list[Column] = field(default_factory=list)  # `note` columns one value fills: a line under the table
+    statements: list[str] = field(default_factory=list)  # the spec's checks: lines under the table
 
     @property
     def shown(self) -> list[Column]:
@@ -40,7 +41,8 @@ class Table:
 
     @property
     def notes(self) -> list[str]:
-        return [f"{c.header}: {self.rows[0][c.key]} (every row)" for c in self.noted if self.rows[0].get(c.key) is not None]
+        return [f"{c.header}: {self.rows[0][c.key]} (every row)" for c in self.noted
+                if self.rows[0].get(c.key) is not None] + self.statements
 
 
 def sort_key(value) -> tuple:

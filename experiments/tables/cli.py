@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         columns = [Column(k, k, "{:.4g}") for k in args.columns.split(",")]
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
     rows = dedupe(runs.rows, spec.dedupe_by) if spec and spec.dedupe_by else runs.rows
+    if spec and spec.derive and rows:
+        try:
+            rows = spec.derive(rows)
+        except ValueError as e:  # the runs lack what the table pairs up; nothing is written
+            parser.error(f"{args.table}: {e}")
     pool = [*(spec.pool if spec else []), *filter(None, args.pool.split(","))]
     known = set().union(*(r["config"] for r in rows))
     for key in [k for k in pool if k not in known and rows]:
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pool {key!r} is not a config key of these runs" + (f"; did you mean {near[0]!r}?" if near
                                                                            else ""))
     table = build_table(rows, columns, group_by, pool, sort_by=spec.sort_by if spec else None)
+    if spec and spec.checks and rows:
+        table.statements = spec.checks(rows, table)
     text = caption(rows, table, spec.about if spec else "")
     print(RENDERERS[args.format](table, text))
     for m in runs.missing:

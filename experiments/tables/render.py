@@ -24,7 +24,7 @@ def cell_text(value, column: Column, runs: int | None = None) -> str:
         fmt = "{:.4g}" if column.fmt == "{}" else column.fmt
         text = cell_text(value.mean, Column(column.key, column.header, fmt))
         if value.n > 1 and value.std != 0:  # seeds that agree exactly show the value alone (`runs` says how many)
-            text += f" ± {cell_text(value.std, Column(column.key, column.header, fmt))}"
+            text += f" ± {cell_text(value.std, Column(column.key, column.header, fmt.replace('+', '')))}"
         return text + (f" (n={value.n})" if runs is not None and value.n != runs else "")
     try:
         return column.fmt.format(value)

@@ -42,6 +42,11 @@ class TableSpec:
     sort_by: list[str] | None = None  # None: sort by group_by
     dedupe_by: list[str] = field(default_factory=list)  # rows equal on these keys count once (first kept)
     pool: list[str] = field(default_factory=list)  # config keys allowed to differ within one row
+    # derive(rows) -> rows: the table's own rows made from the runs' rows (e.g. a pair per seed and its difference)
+    derive: Callable[[list[dict]], list[dict]] | None = None
+    # checks(rows, table) -> statements shown under the table: whether a published effect reproduces, computed
+    # from the numbers
+    checks: Callable[[list[dict], object], list[str]] | None = None
 
 
 TABLES: Registry[TableSpec] = Registry("table")

@@ -1,0 +1,303 @@
+"""Once-for-all (Cai et al. 2020): train one supernet, specialise a sub-net per FLOPs target, and the baselines.
+
+One job, resumable units under the job folder (each leaves `result.json`; a rerun skips finished units and resumes
+an unfinished training from its last epoch checkpoint), one row per unit:
+  supernet/            the schedule (`method.training`: progressive shrinking, no_ps or sandwich)  kind supernet
+  corners/<name>/      the 8 corner sub-nets, BN-recalibrated, on the test split                  kind ofa_corner
+  latency_table/       per-block latency table measured on this machine                          kind latency_table
+  predictor/           N recalibrated sub-nets on the validation split -> accuracy predictor      kind predictor
+  targets/t<frac>/     evolutionary search under FLOPs <= frac x full net, exported, tested       kind ofa_target
+  scratch/<corner>/    the corner architectures trained from scratch (baseline)                  kind scratch_corner
+  width/t<frac>/       the full net at the width multiplier of <= that FLOPs, from scratch       kind width_multiplier
+Specialisation trains nothing: its rows carry `flops/train_total` 0 and the energy of search and evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from experiments import distributed
+from experiments.checkpoint import exists, load_checkpoint, load_latest, save_checkpoint
+from experiments.context import RunContext
+from experiments.preemption import Preempted
+from experiments.records import atomic_write_json, read_json
+from experiments.tasks.lth import load_data
+from experiments.tasks.ofa_config import to_phase
+from experiments.tasks.ofa_eval import (
+    accuracy,
+    as_channels,
+    deployment_costs,
+    evaluate_subnet,
+    recalibrate,
+    recalibration_set,
+    scaled_spec,
+    width_multiplier_for,
+)
+from experiments.tasks.registry import TASKS
+from experiments.trainer import carbon_gate
+from experiments.units import run_unit
+from meter import Measurement
+from meter.flops import CONVENTION, param_counts
+from meter.registry import Registry
+from once_for_all import ArchSpace, SubnetConfig
+from once_for_all.efficiency import LatencyTable
+from once_for_all.export import export_subnet, save_subnet
+from once_for_all.flops import FlopsTable
+from once_for_all.predictor import AccuracyPredictor
+from once_for_all.schedule import SCHEDULES, subnet_epochs
+from once_for_all.search import EvolutionSearch
+from once_for_all.supernet import OFASupernet, resize_input
+from once_for_all.training import Batches, OptimConfig, TrainFlops, train_schedule, train_static
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """What every unit of one OFA job shares."""
+
+    cfg: object
+    ctx: RunContext
+    data: object  # lth.data.Splits with x as [N, C, L] or [N, C, H, W]
+    spec: object  # once_for_all.SupernetSpec
+    table: FlopsTable
+    recal: list[torch.Tensor]
+
+    @property
+    def full_flops(self) -> int:
+        return self.table.predict(ArchSpace.full(self.spec).largest())
+
+    def batches(self) -> Batches:
+        return Batches(self.data.x_train, self.data.y_train, self.cfg.optim.batch_size)
+
+    def optim(self) -> OptimConfig:
+        o = self.cfg.optim
+        return OptimConfig(name=o.name, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def resumable(job: Job, unit_dir: Path, tag: str) -> tuple[dict | None, Callable[[dict], None]]:
+    """(state to resume from or None, the epoch-end hook that checkpoints and honours preemption/carbon plans)."""
+    path = unit_dir / "checkpoint.pt"
+    state = load_latest(path) if exists(path) else None
+
+    def on_epoch_end(s: dict) -> None:
+        if distributed.is_main():
+            save_checkpoint(path, s)
+        last = s["history"][-1] if s["history"] else {}
+        job.ctx.logger.log({"unit": tag, "phase": s["phase"], "epoch": s["epoch"], "train/loss": last.get("loss")},
+                           s["step"])
+        if job.ctx.preemption.requested:
+            raise Preempted(job.ctx.preemption.signum, s["step"])
+        carbon_gate(job.ctx.carbon_plan, s["step"], tag)
+
+    return state, on_epoch_end
+
+
+def measured(histories: list[dict]) -> Measurement:
+    """The sum of every epoch window of the given train_phase results (across restarts: checkpointed)."""
+    return sum(Measurement.from_dict(h["energy"]) for r in histories for h in r["history"])
+
+
+def base_row(job: Job, kind: str, cfg: SubnetConfig | None, model: torch.nn.Module | None,
+             table: FlopsTable | None = None) -> dict:
+    """Identity of a unit's sub-net and its size; `table` prices `cfg` when it is not of the job's space."""
+    total, nonzero = param_counts(model) if model is not None else (None, None)
+    flops = (table or job.table).predict(cfg) if cfg is not None else None
+    return {"ofa/kind": kind, "ofa/training": job.cfg.method.training, "ofa/subnet": str(cfg) if cfg else None,
+            "flops/infer_per_sample": flops, "flops/infer_per_sample_dense": job.full_flops,
+            "flops/fraction_of_full": flops / job.full_flops if flops else None, "flops/convention": CONVENTION,
+            "params/total": total, "params/nonzero": nonzero}
+
+
+def phases_of(cfg) -> list:
+    """`method.phases` for progressive shrinking; no_ps / sandwich: one phase with as many sub-net passes."""
+    phases = [to_phase(p) for p in cfg.method.phases]
+    if cfg.method.training == "progressive":
+        return phases
+    derived = SCHEDULES.get(cfg.method.training)()[0]
+    per_step = derived.subnets_per_step
+    return [derived.__class__(**{**vars(derived), "epochs": -(-subnet_epochs(phases) // per_step),
+                                 "lr": phases[0].lr})]
+
+
+def train_supernet(job: Job) -> OFASupernet:
+    unit_dir = job.ctx.job_dir / "supernet"
+    torch.manual_seed(job.cfg.seed)
+    net = OFASupernet(job.spec)
+    final = unit_dir / "final.pt"
+
+    def work() -> dict:
+        state, hook = resumable(job, unit_dir, "supernet")
+        m = job.cfg.method
+        results = train_schedule(net, phases_of(job.cfg), job.batches(), state=state, on_epoch_end=hook,
+                                 seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
+                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops())
+        if distributed.is_main():
+            save_checkpoint(final, {"model": net.state_dict()})
+        largest = ArchSpace.full(job.spec).largest()
+        with job.ctx.meter.window("eval"):
+            acc = evaluate_subnet(net, largest, job.recal, job.data.x_test, job.data.y_test)
+        net.load_state_dict(load_checkpoint(final)["model"])  # the saved weights, before recalibration
+        per_phase = {f"phase/{r['phase']}/{k}": v for r in results
+                     for k, v in (("epochs", r["epoch"]), ("flops_train", r["counters"]["flops_train"]),
+                                  ("subnet_steps", r["counters"]["subnet_steps"]),
+                                  ("joules", measured([r]).joules))}
+        return {**base_row(job, "supernet", largest, export_subnet(net, largest)), "acc/test": acc,
+                "flops/train_total": sum(r["counters"]["flops_train"] for r in results), **per_phase,
+                **measured(results).row()}
+
+    run_unit(unit_dir, job.ctx, work)
+    net.load_state_dict(load_checkpoint(final)["model"])
+    return net
+
+
+def evaluate_corners(job: Job, net: OFASupernet, latency: LatencyTable) -> None:
+    for name, cfg in ArchSpace.full(job.spec).corners().items():
+        def work(cfg=cfg, name=name) -> dict:
+            with job.ctx.meter.window("corner") as w:
+                acc = evaluate_subnet(net, cfg, job.recal, job.data.x_test, job.data.y_test)
+                model = export_subnet(net, cfg)
+                costs = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
+                                         repeats=job.cfg.method.latency_repeats, table=latency)
+            return {**base_row(job, "ofa_corner", cfg, model), "ofa/corner": name, "acc/test": acc,
+                    "flops/train_total": 0, **costs, **w.row()}
+
+        run_unit(job.ctx.job_dir / "corners" / name, job.ctx, work)
+
+
+def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
+    unit_dir = job.ctx.job_dir / "latency_table"
+    path = unit_dir / "table.json"
+
+    def work() -> dict:
+        with job.ctx.meter.window("latency_table") as w:
+            table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats)
+        atomic_write_json(path, table.to_dict())
+        return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
+                "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
+
+    run_unit(unit_dir, job.ctx, work)
+    return LatencyTable.from_dict(read_json(path))
+
+
+def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
+    """N distinct random sub-nets, recalibrated and scored on the validation split (never the test split)."""
+    unit_dir = job.ctx.job_dir / "predictor"
+    space, m = ArchSpace.full(job.spec), job.cfg.method
+    predictor = AccuracyPredictor(space.encoding_size)
+
+    def work() -> dict:
+        rng, cfgs = random.Random(job.cfg.seed * 7 + 1), {}
+        while len(cfgs) < m.predictor_samples:
+            c = space.sample(rng).canonical(job.spec)
+            cfgs.setdefault(str(c), c)
+        with job.ctx.meter.window("predictor") as w:
+            accs = torch.tensor([evaluate_subnet(net, c, job.recal, job.data.x_val, job.data.y_val)
+                                 for c in cfgs.values()])
+            enc = torch.stack([space.encode(c) for c in cfgs.values()])
+            n_hold = max(2, int(round(m.predictor_holdout * len(accs))))
+            predictor.fit(enc[n_hold:], accs[n_hold:], seed=job.cfg.seed, epochs=m.predictor_epochs)
+            held = predictor.evaluate(enc[:n_hold], accs[:n_hold].numpy())
+        save_checkpoint(unit_dir / "predictor.pt", {"model": predictor.state_dict(), "encodings": enc, "accs": accs})
+        return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
+                "predictor/samples": len(accs), "predictor/held_out": n_hold,
+                "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
+                "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()), **w.row()}
+
+    run_unit(unit_dir, job.ctx, work)
+    predictor.load_state_dict(load_checkpoint(unit_dir / "predictor.pt")["model"])
+    return predictor
+
+
+def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency: LatencyTable) -> None:
+    space, s = ArchSpace.full(job.spec), job.cfg.method.search
+    for fraction in job.cfg.method.targets:
+        def work(fraction=fraction) -> dict:
+            with job.ctx.meter.window("specialise") as w:
+                search = EvolutionSearch(space, predictor.config_fn(space), {"flops": job.table.predict},
+                                         {"flops": fraction * job.full_flops}, population=s.population,
+                                         parent_ratio=s.parent_ratio, mutation_ratio=s.mutation_ratio,
+                                         mutate_prob=s.mutate_prob, resolution_mutate_prob=s.resolution_mutate_prob,
+                                         generations=s.generations, seed=job.cfg.seed)
+                cfg, predicted = search.run()
+                net.set_active(cfg)
+                recalibrate(net, job.recal, cfg.resolution)
+                model = export_subnet(net, cfg)
+                acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
+                save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
+                costs = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
+                                         repeats=job.cfg.method.latency_repeats, table=latency)
+            return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
+                    "ofa/target_flops": fraction * job.full_flops, "acc/test": acc, "acc/predicted_val": predicted,
+                    "flops/train_total": 0, **costs, **w.row()}
+
+        run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)
+
+
+def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetConfig, extra: dict) -> None:
+    """A static model of `cfg`'s architecture with a fresh seeded init, trained alone (optim.epochs at optim.lr)."""
+    def work() -> dict:
+        torch.manual_seed(job.cfg.seed + 1 + int(cfg.key(), 16) % 10_000)
+        model = export_subnet(OFASupernet(spec), cfg)
+        state, hook = resumable(job, unit_dir, kind)
+        result = train_static(model, _at(job.batches(), cfg.resolution), epochs=job.cfg.optim.epochs,
+                              lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
+                              label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
+                              meter=job.ctx.meter, flops=TrainFlops())
+        recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
+        acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
+        costs = deployment_costs(model, spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
+                                 repeats=job.cfg.method.latency_repeats)
+        return {**base_row(job, kind, cfg, model, FlopsTable(spec)), **extra, "acc/test": acc,
+                "flops/train_total": result["counters"]["flops_train"], **costs, **measured([result]).row()}
+
+    run_unit(unit_dir, job.ctx, work)
+
+
+def _at(batches: Batches, resolution: int) -> Batches:
+    """The same batches at `resolution` (a static model runs at one input size)."""
+    return Batches(resize_input(batches.x, resolution), batches.y, batches.batch_size)
+
+
+BASELINES: Registry = Registry("ofa baseline")  # method.baselines; each trains its models from scratch
+
+
+@BASELINES.register("scratch_corners")
+def scratch_corners(job: Job) -> None:
+    for name, cfg in ArchSpace.full(job.spec).corners().items():
+        train_from_scratch(job, job.ctx.job_dir / "scratch" / name, "scratch_corner", job.spec, cfg,
+                           {"ofa/corner": name})
+
+
+@BASELINES.register("width_multiplier")
+def width_multipliers(job: Job) -> None:
+    for fraction in job.cfg.method.targets:
+        multiplier, _ = width_multiplier_for(job.spec, fraction * job.full_flops)
+        spec = scaled_spec(job.spec, multiplier)
+        train_from_scratch(job, job.ctx.job_dir / "width" / f"t{fraction:g}", "width_multiplier", spec,
+                           ArchSpace.full(spec).largest(),
+                           {"ofa/target_fraction": fraction, "ofa/width_multiplier": multiplier})
+
+
+@TASKS.register("ofa")
+def run_ofa(cfg, ctx: RunContext) -> list[dict]:
+    data = load_data(cfg)
+    for split in ("train", "val", "test"):
+        setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), cfg.model.dims))
+    spec = cfg.model.spec(in_channels=data.x_train.shape[1], num_classes=data.num_classes)
+    recal = recalibration_set(data.x_train, cfg.method.bn_recal_samples, cfg.method.bn_recal_batches, cfg.seed)
+    job = Job(cfg, ctx, data, spec, FlopsTable(spec), recal)
+    net = train_supernet(job)
+    latency = latency_table(job, net)
+    evaluate_corners(job, net, latency)
+    predictor = train_predictor(job, net)
+    specialise(job, net, predictor, latency)
+    for name in cfg.method.baselines:
+        BASELINES.get(name)(job)
+    return ctx.rows

@@ -1,0 +1,167 @@
+"""Config schemas of the `ofa` task (once-for-all): the supernet's elastic space, the training schedule, and the
+specialisation (predictor, search, targets) with its baselines.
+
+Cross-group checks (a phase opening a kernel the model does not have) run in `check_ofa`, which the root config
+calls at validation time, before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from experiments.schema import ConfigError, cross_check, schema
+from experiments.schema import check as _check
+
+
+@schema("model", "base_ofa")
+@dataclass
+class OFAModelCfg:
+    """A MobileNetV3-style elastic supernet (once_for_all.SupernetSpec); 1-D for MNIST-1D, 2-D for images."""
+
+    name: str = "ofa_supernet"
+    dims: int = 1
+    stem_channels: int = 16
+    stage_widths: list[int] = field(default_factory=lambda: [24, 32, 48])
+    stage_strides: list[int] = field(default_factory=lambda: [1, 2, 2])
+    stage_se: list[bool] = field(default_factory=lambda: [False, True, True])
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 5, 7])
+    expand_ratios: list[float] = field(default_factory=lambda: [3.0, 4.0, 6.0])
+    depths: list[int] = field(default_factory=lambda: [2, 3, 4])
+    resolutions: list[int] = field(default_factory=lambda: [32, 36, 40])
+    head_channels: int = 128
+    stem_stride: int = 1
+    first_block_channels: int = 0  # > 0: a fixed depthwise-separable block after the stem (MobileNetV3)
+    feature_channels: int = 0  # > 0: a 1x1 layer after pooling, before the classifier (MobileNetV3: 1280)
+    stage_acts: list[str] = field(default_factory=list)  # per stage: relu | hswish; [] = hswish everywhere
+    se_reduction: int = 4
+    channel_divisor: int = 1  # expanded and SE widths rounded to multiples of this (8 on ImageNet)
+
+    def __post_init__(self) -> None:
+        _check(self.dims in (1, 2), "model.dims", self.dims, "1 (sequences) or 2 (images)")
+        n = len(self.stage_widths)
+        _check(n >= 1 and all(w > 0 for w in self.stage_widths), "model.stage_widths", self.stage_widths,
+               "one or more positive ints")
+        _check(len(self.stage_strides) == n and all(s in (1, 2) for s in self.stage_strides),
+               "model.stage_strides", self.stage_strides, f"{n} values, each 1 or 2")
+        _check(len(self.stage_se) == n, "model.stage_se", self.stage_se, f"{n} booleans")
+        for key in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
+            values = list(getattr(self, key))
+            _check(len(values) >= 1 and values == sorted(set(values)) and min(values) > 0, f"model.{key}", values,
+                   "one or more positive values, ascending, no repeats")
+        _check(all(k % 2 == 1 for k in self.kernel_sizes), "model.kernel_sizes", self.kernel_sizes, "odd sizes")
+        _check(self.stem_channels > 0 and self.head_channels > 0, "model.stem_channels/head_channels",
+               (self.stem_channels, self.head_channels), "> 0")
+
+    def spec(self, in_channels: int, num_classes: int):
+        """The once_for_all.SupernetSpec of this config for data with `in_channels` and `num_classes`."""
+        from once_for_all import SupernetSpec
+
+        return SupernetSpec(
+            dims=self.dims, in_channels=in_channels, num_classes=num_classes, stem_channels=self.stem_channels,
+            stage_widths=tuple(self.stage_widths), stage_strides=tuple(self.stage_strides),
+            stage_se=tuple(self.stage_se), kernel_sizes=tuple(self.kernel_sizes),
+            expand_ratios=tuple(float(e) for e in self.expand_ratios), depths=tuple(self.depths),
+            resolutions=tuple(self.resolutions), head_channels=self.head_channels, stem_stride=self.stem_stride,
+            first_block_channels=self.first_block_channels, feature_channels=self.feature_channels,
+            stage_acts=tuple(self.stage_acts), se_reduction=self.se_reduction, channel_divisor=self.channel_divisor)
+
+
+@dataclass
+class PhaseCfg:
+    """One phase of the training schedule (once_for_all.Phase). Per dimension: null = closed (largest value only),
+    "all" = every value of the model's set, or a list of values."""
+
+    name: str = "full"
+    epochs: int = 1
+    lr: float = 0.1
+    kernel_sizes: Any = None
+    expand_ratios: Any = None
+    depths: Any = None
+    resolutions: Any = "all"
+    subnets_per_step: int = 1
+    reorder_before: bool = False  # re-order channels by importance before this phase (the expand phases)
+
+
+@dataclass
+class SearchCfg:
+    """Evolutionary search (OFA's defaults; generations scaled down for CPU)."""
+
+    population: int = 100
+    parent_ratio: float = 0.25
+    mutation_ratio: float = 0.5
+    mutate_prob: float = 0.1
+    resolution_mutate_prob: float = 0.5
+    generations: int = 50
+
+    def __post_init__(self) -> None:
+        _check(self.population >= 4, "method.search.population", self.population, ">= 4")
+        for key in ("parent_ratio", "mutation_ratio"):
+            _check(0 < getattr(self, key) < 1, f"method.search.{key}", getattr(self, key), "(0, 1)")
+        for key in ("mutate_prob", "resolution_mutate_prob"):
+            _check(0 <= getattr(self, key) <= 1, f"method.search.{key}", getattr(self, key), "[0, 1]")
+        _check(self.generations >= 1, "method.search.generations", self.generations, ">= 1")
+
+
+OFA_BASELINES = ("scratch_corners", "width_multiplier")
+
+
+@schema("method", "base_ofa")
+@dataclass
+class OFAMethodCfg:
+    """Train the supernet by `training` over `phases`, then specialise one sub-net per target (no retraining).
+
+    The optimiser group (`optim.*`: SGD Nesterov, batch size, weight decay) serves every phase; each phase has its
+    own epochs and peak lr (cosine). From-scratch baselines train `optim.epochs` at `optim.lr`."""
+
+    name: str = "ofa"
+    training: str = "progressive"  # once_for_all.SCHEDULES: progressive (`phases` as given) | no_ps | sandwich
+    phases: list[PhaseCfg] = field(default_factory=lambda: [PhaseCfg()])  # the progressive-shrinking schedule
+    kd_weight: float = 1.0  # soft cross-entropy against the full network (OFA) or the largest sub-net (sandwich)
+    label_smoothing: float = 0.1
+    bn_recal_samples: int = 2000
+    bn_recal_batches: int = 10
+    predictor_samples: int = 200  # recalibrated sub-nets evaluated on the validation split
+    predictor_holdout: float = 0.2  # of those, held out to report RMSE and Kendall tau
+    predictor_epochs: int = 300
+    targets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # fractions of the full net's FLOPs
+    search: SearchCfg = field(default_factory=SearchCfg)
+    baselines: list[str] = field(default_factory=lambda: list(OFA_BASELINES))
+    latency_batch: int = 64  # latency is measured at batch 1 and at this batch
+    latency_repeats: int = 30
+
+    def __post_init__(self) -> None:
+        _check(len(self.phases) >= 1, "method.phases", self.phases, "one or more phases")
+        _check(len({p.name for p in self.phases}) == len(self.phases), "method.phases", [p.name for p in self.phases],
+               "distinct phase names (each is a resumable unit folder)")
+        _check(len(self.targets) >= 1, "method.targets", list(self.targets), "one or more FLOPs fractions in (0, 1]")
+        _check(all(0 < t <= 1 for t in self.targets), "method.targets", list(self.targets), "fractions in (0, 1]")
+        _check(self.kd_weight >= 0 and 0 <= self.label_smoothing < 1, "method.kd_weight/label_smoothing",
+               (self.kd_weight, self.label_smoothing), "kd_weight >= 0, label_smoothing in [0, 1)")
+        _check(self.bn_recal_samples >= self.bn_recal_batches >= 1, "method.bn_recal_samples/bn_recal_batches",
+               (self.bn_recal_samples, self.bn_recal_batches), "samples >= batches >= 1")
+        _check(self.predictor_samples >= 10, "method.predictor_samples", self.predictor_samples, ">= 10")
+        _check(0 < self.predictor_holdout < 1, "method.predictor_holdout", self.predictor_holdout, "(0, 1)")
+        bad = [b for b in self.baselines if b not in OFA_BASELINES]
+        _check(not bad, "method.baselines", bad, ", ".join(OFA_BASELINES))
+
+
+@cross_check("ofa")
+def check_ofa(cfg) -> None:
+    """Every value a phase opens must be in the model's space (a kernel larger than k_max, an expand ratio not in
+    the set, an unknown dimension value); runs at validation, before any work."""
+    from once_for_all.schedule import SCHEDULES
+
+    _check(cfg.method.training in SCHEDULES, "method.training", cfg.method.training, ", ".join(SCHEDULES.names()))
+    spec = cfg.model.spec(in_channels=1, num_classes=2)
+    for i, phase in enumerate(cfg.method.phases):
+        try:
+            to_phase(phase).space(spec)
+        except ValueError as e:
+            raise ConfigError(f"method.phases[{i}]: {e}") from None
+
+
+def to_phase(p: PhaseCfg):
+    from once_for_all.schedule import Phase
+
+    return Phase.from_dict({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(p).items()})

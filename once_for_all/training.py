@@ -1,0 +1,292 @@
+"""One training loop for progressive shrinking, no-PS, the sandwich rule and static (from-scratch) models.
+
+Per step: the phase's sampler (registry `SAMPLERS`) picks sub-nets, the batch is resized to each one's
+resolution, each sub-net's loss = CE (+ label smoothing) + kd_weight x soft CE against a teacher is
+back-propagated, and the summed gradients make ONE optimizer step (cosine lr per phase, per step).
+
+Determinism: the data order of an epoch and the sub-nets of a step are pure functions of (seed, phase, epoch or
+step); the torch RNG state is part of the epoch-end `state`, so resuming from it is bit-identical on CPU.
+
+    >>> hist = train_phase(net, Phase("kernel", 2, 0.1, kernel_sizes="all"), Batches(x, y, 64), teacher=full)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import random
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from meter.registry import Registry
+
+from .schedule import Phase
+from .space import ArchSpace, SubnetConfig
+from .supernet import resize_input
+from .train_flops import TrainFlops
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed that is a pure function of `parts` (stable across processes, unlike hash())."""
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+@dataclass
+class Batches:
+    """In-memory (x [N, ...], y [N]) split into shuffled batches of `batch_size`; the last partial batch is
+    dropped so every step sees the same batch shape."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= len(self.x):
+            raise ValueError(f"batch_size={self.batch_size}; allowed: 1..{len(self.x)} (the number of samples)")
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def epoch(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+# ------------------------------------------------------------------------------------------------ samplers
+@dataclass(frozen=True)
+class Sampler:
+    """`sample(space, rng, n)` -> n sub-net configs (None = a static model); `inplace`: the first one is the
+    teacher of the others in the same step (in-place distillation, BigNAS)."""
+
+    sample: Callable[[ArchSpace | None, random.Random, int], list[SubnetConfig | None]]
+    inplace: bool = False
+
+
+def _uniform(space: ArchSpace, rng: random.Random, n: int) -> list[SubnetConfig]:
+    # one resolution per step for all its sub-nets, as the reference data loader does
+    res = rng.choice(space.resolutions)
+    return [replace(space.sample(rng), resolution=res) for _ in range(n)]
+
+
+def _sandwich(space: ArchSpace, rng: random.Random, n: int) -> list[SubnetConfig]:
+    if n < 2:
+        raise ValueError(f"sandwich sampler: subnets_per_step={n}; allowed: >= 2 (largest + smallest + random)")
+    return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(n - 2)]
+
+
+SAMPLERS: Registry[Sampler] = Registry("ofa sampler")
+SAMPLERS.register("progressive")(Sampler(_uniform))
+SAMPLERS.register("no_ps")(Sampler(_uniform))  # same draw; what differs is the schedule (all open at once)
+SAMPLERS.register("sandwich")(Sampler(_sandwich, inplace=True))
+SAMPLERS.register("static")(Sampler(lambda space, rng, n: [None] * n))
+
+
+# ------------------------------------------------------------------------------------------------ optimizers
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD Nesterov 0.9, wd 3e-5 without decay on BN/bias (ndim <= 1), as OFA; or "adam"/"adamw"."""
+
+    name: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    no_decay_bn_bias: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+OPTIMIZERS: Registry = Registry("ofa optimizer")
+OPTIMIZERS.register("sgd")(lambda groups, c: torch.optim.SGD(groups, lr=0.0, momentum=c.momentum,
+                                                             nesterov=c.nesterov))
+OPTIMIZERS.register("adam")(lambda groups, c: torch.optim.Adam(groups, lr=0.0, betas=c.betas))
+OPTIMIZERS.register("adamw")(lambda groups, c: torch.optim.AdamW(groups, lr=0.0, betas=c.betas))
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.no_decay_bn_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    return OPTIMIZERS.get(cfg.name)(groups, cfg)
+
+
+def cosine_lr(peak: float, step: int, total: int) -> float:
+    return 0.5 * peak * (1.0 + math.cos(math.pi * step / max(total, 1)))
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """mean_b sum_c -softmax(target)_bc log_softmax(logits)_bc; logits, target_logits: [B, C]."""
+    return torch.sum(-F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1), dim=1).mean()
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def _activate(model: nn.Module, cfg: SubnetConfig | None) -> None:
+    if cfg is not None:
+        model.set_active(cfg)
+
+
+def _teacher_cfg(teacher: nn.Module, res: int) -> SubnetConfig | None:
+    if not hasattr(teacher, "set_active"):
+        return None
+    return replace(ArchSpace.full(teacher.spec).largest(), resolution=res)
+
+
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, **rest) -> dict:
+    """An epoch-end state that later training cannot mutate (tensors cloned)."""
+    return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": copy.deepcopy(opt.state_dict()), "rng": torch.get_rng_state(), **copy.deepcopy(rest)}
+
+
+def train_phase(
+    net: nn.Module, phase: Phase, batches: Batches, *, seed: int = 0, teacher: nn.Module | None = None,
+    kd_weight: float = 1.0, label_smoothing: float = 0.0, optim: OptimConfig = OptimConfig(),
+    sampler: str | None = None, state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
+    meter=None, flops: TrainFlops | None = None,
+) -> dict:
+    """Train `net` (an OFASupernet, or any static module with sampler "static") for one phase.
+
+    `state`: what `on_epoch_end` received last (resume); `meter`: each epoch runs in `meter.window`.
+    Returns {"phase", "epoch", "step", "counters", "history"}: counters hold optimizer steps, sub-net steps,
+    samples and training FLOPs (sampled sub-nets fwd+bwd, teacher fwd); history one row per epoch.
+    """
+    draw = SAMPLERS.get(sampler or phase.sampler)
+    space = phase.space(net.spec) if hasattr(net, "set_active") else None
+    flops = flops if flops is not None else TrainFlops()
+    teacher = teacher if phase.distill and kd_weight else None
+    opt = build_optimizer(net, optim)
+    total = phase.epochs * len(batches)
+    run = {"phase": phase.name, "epoch": 0, "step": 0, "history": [],
+           "counters": {"optimizer_steps": 0, "subnet_steps": 0, "samples": 0, "flops_train": 0}}
+    if state is not None:
+        if state["phase"] != phase.name:
+            raise ValueError(f"resume state is for phase {state['phase']!r}, not {phase.name!r}")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        run = copy.deepcopy({k: state[k] for k in run})
+    counters = run["counters"]
+    net.train()
+    for epoch in range(run["epoch"], phase.epochs):
+        loss_sum = 0.0
+        flops_before = counters["flops_train"]
+        with meter.window(f"{phase.name}-epoch{epoch}") if meter is not None else nullcontext() as m:
+            for x, y in batches.epoch(derive_seed(seed, phase.name, "data", epoch)):
+                step = run["step"]
+                lr = cosine_lr(phase.lr, step, total)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                cfgs = draw.sample(space, random.Random(derive_seed(seed, phase.name, "arch", step)),
+                                   phase.subnets_per_step)
+                loss = _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace, flops,
+                             counters)
+                if not math.isfinite(loss):  # stop before a diverged net is checkpointed as if healthy
+                    raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} on sub-nets "
+                                             f"{[str(c) for c in cfgs]}; lower the lr ({lr:g}) or check the data")
+                loss_sum += loss
+                run["step"] = step + 1
+        row = {"epoch": epoch, "loss": loss_sum / max(len(batches), 1), "lr": lr,
+               "flops_train": counters["flops_train"] - flops_before}
+        if m is not None:
+            row["energy"] = m.to_dict()
+        run["history"].append(row)
+        run["epoch"] = epoch + 1
+        if on_epoch_end is not None:
+            on_epoch_end(_snapshot(net, opt, **run))
+    return run
+
+
+def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, flops, counters) -> float:
+    """Forward/backward every sampled sub-net, summing gradients; one optimizer step. Returns the mean loss."""
+    opt.zero_grad(set_to_none=True)
+    resized: dict[int | None, torch.Tensor] = {}
+    targets: dict[int | None, torch.Tensor] = {}
+    inplace_target = None
+    total = 0.0
+    for j, cfg in enumerate(cfgs):
+        res = cfg.resolution if cfg is not None else None
+        if res not in resized:
+            resized[res] = resize_input(x, res) if res is not None else x
+        xr = resized[res]
+        _activate(net, cfg)
+        out = net(xr)
+        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+        target = inplace_target
+        if teacher is not None:
+            if res not in targets:
+                targets[res] = _teacher_logits(teacher, xr, res, flops, counters)
+            target = targets[res]
+        if target is not None and kd_weight:
+            loss = loss + kd_weight * soft_cross_entropy(out, target)
+        loss.backward()
+        if inplace and j == 0:
+            inplace_target = out.detach()
+        total += float(loss.detach())
+        counters["flops_train"] += flops(net, cfg, xr)
+    opt.step()
+    counters["optimizer_steps"] += 1
+    counters["subnet_steps"] += len(cfgs)
+    counters["samples"] += len(x) * len(cfgs)
+    return total / len(cfgs)
+
+
+def _teacher_logits(teacher: nn.Module, x: torch.Tensor, res: int | None, flops: TrainFlops,
+                    counters: dict) -> torch.Tensor:
+    # teacher in train() mode under no_grad, as the reference code distils
+    teacher.train()
+    tcfg = _teacher_cfg(teacher, res) if res is not None else None
+    _activate(teacher, tcfg)
+    with torch.no_grad():
+        out = teacher(x)
+    counters["flops_train"] += flops(teacher, tcfg, x, backward=False)
+    return out
+
+
+def train_static(model: nn.Module, batches: Batches, *, epochs: int, lr: float, name: str = "static",
+                 **kwargs) -> dict:
+    """Train any static module (from-scratch baseline) through the same loop; kwargs as `train_phase`."""
+    phase = Phase(name, epochs, lr, sampler="static", distill=False)
+    return train_phase(model, phase, batches, **kwargs)
+
+
+def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: str | None = "full",
+                   state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
+                   **kwargs) -> list[dict]:
+    """Run `phases` in order: re-order channels before a phase that asks for it, and after the phase named
+    `teacher_after` freeze a copy of the net as the KD teacher of the later phases. The epoch-end states add
+    "phase_index", "teacher" (its weights) and "results" (earlier phases' returns), so `state` resumes
+    anywhere in the schedule. kwargs as `train_phase`. Returns one result per phase."""
+    from .reorder import reorder_channels
+
+    start = state["phase_index"] if state is not None else 0
+    results = copy.deepcopy(state["results"]) if state is not None else []
+    teacher = None
+    if state is not None and state["teacher"] is not None:
+        teacher = copy.deepcopy(net).requires_grad_(False)
+        teacher.load_state_dict(state["teacher"])
+    for i in range(start, len(phases)):
+        phase = phases[i]
+        resume = state if i == start else None
+        if phase.reorder_before and resume is None:
+            reorder_channels(net)
+
+        def hook(s: dict, i: int = i, t: nn.Module | None = teacher) -> None:
+            s.update(phase_index=i, results=copy.deepcopy(results),
+                     teacher=None if t is None else {k: v.clone() for k, v in t.state_dict().items()})
+            if on_epoch_end is not None:
+                on_epoch_end(s)
+
+        results.append(train_phase(net, phase, batches, teacher=teacher, state=resume, on_epoch_end=hook,
+                                   **kwargs))
+        if phase.name == teacher_after:
+            teacher = copy.deepcopy(net).requires_grad_(False)
+    return results

@@ -1,0 +1,86 @@
+import itertools
+import json
+import random
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+
+from meter import Measurement, Meter, MeterConfig
+from once_for_all.efficiency import LatencyTable, energy_per_inference, measure_latency, table_error
+from once_for_all.space import ArchSpace
+from once_for_all.supernet import OFASupernet
+from tests.once_for_all.ofa_testutils import SPEC_1D
+
+SPACE = ArchSpace.full(SPEC_1D)
+
+
+def synthetic_table() -> LatencyTable:
+    keys = itertools.product(range(SPEC_1D.num_stages), range(SPEC_1D.max_depth), SPEC_1D.kernel_sizes,
+                             SPEC_1D.expand_ratios, SPEC_1D.resolutions)
+    return LatencyTable({k: 0.001 * (i + 1) for i, k in enumerate(keys)}, {12: 0.5, 16: 0.7},
+                        SPEC_1D.max_depth)
+
+
+def test_table_predict_is_fixed_plus_the_running_blocks_entries():
+    table = synthetic_table()
+    for seed in range(10):
+        cfg = SPACE.sample(random.Random(seed))
+        want = table.fixed[cfg.resolution] + sum(
+            table.blocks[(s, i, cfg.kernels[b], cfg.expands[b], cfg.resolution)]
+            for s, i, b in cfg.active_blocks(SPEC_1D))
+        assert table.predict(cfg) == want
+    back = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert back == table and back.predict(SPACE.largest()) == table.predict(SPACE.largest())
+    del table.blocks[(0, 0, 3, 3, 12)]
+    with pytest.raises(KeyError, match=r"\(0, 0, 3, 3, 12\)"):
+        table.predict(SPACE.smallest())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_built_table_has_every_choice_and_reports_its_error():
+    net = OFASupernet(SPEC_1D)
+    table = LatencyTable.build(net, warmup=0, repeats=1)
+    n = SPEC_1D.num_blocks * len(SPEC_1D.kernel_sizes) * len(SPEC_1D.expand_ratios) * len(SPEC_1D.resolutions)
+    assert len(table.blocks) == n and all(v > 0 for v in table.blocks.values())
+    assert set(table.fixed) == set(SPEC_1D.resolutions) and table.num_threads == 1
+    (row,) = table_error(table, net, [SPACE.largest()], warmup=0, repeats=1)
+    assert row["latency/predicted_s"] == table.predict(SPACE.largest())
+    assert row["latency/rel_error"] == (row["latency/predicted_s"] - row["latency/measured_s"]) / row[
+        "latency/measured_s"]
+
+
+def test_measure_latency_is_the_median_of_timed_repeats_after_warmup():
+    calls = []
+    model = nn.Linear(2, 2).train()
+    model.register_forward_hook(lambda m, a, o: calls.append(m.training))
+    ticks = iter([0.0, 1.0, 1.0, 4.0, 4.0, 6.0])  # durations 1, 3, 2
+    assert measure_latency(model, torch.zeros(1, 2), warmup=2, repeats=3, timer=lambda: next(ticks)) == 2.0
+    assert calls == [False] * 5 and model.training  # eval while timed, mode restored
+
+
+class StubMeter:
+    def __init__(self, method: str, joules: float) -> None:
+        self.method, self.joules = method, joules
+
+    @contextmanager
+    def window(self, name):
+        m = Measurement(name=name)
+        yield m
+        m.method, m.joules, m.seconds = self.method, self.joules, 1.0
+
+
+@pytest.mark.parametrize("method, estimated", [
+    ("measured:rapl", False), ("measured:rapl+estimated:cpu_time_linear", True),
+    ("estimated:cpu_time_linear", True), ("disabled", True)])
+def test_energy_per_inference_keeps_the_meters_label(method, estimated):
+    row = energy_per_inference(nn.Linear(2, 2), torch.zeros(4, 2), StubMeter(method, 8.0), repeats=10)
+    assert row["energy/method"] == method and row["energy/estimated"] is estimated
+    assert row["energy/joules_per_inference"] == 0.8 and row["energy/joules_per_sample"] == 0.2
+
+
+def test_energy_with_a_disabled_meter_is_never_called_measured():
+    with Meter(MeterConfig(enabled=False)) as meter:
+        row = energy_per_inference(nn.Linear(2, 2), torch.zeros(4, 2), meter, repeats=2)
+    assert row["energy/method"] == "disabled" and row["energy/estimated"]

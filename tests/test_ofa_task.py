@@ -1,0 +1,106 @@
+"""The once-for-all task through the runner: config errors at compose time, one row per unit with the contract
+keys, searched sub-nets within their budgets, exported files that reproduce the rows, and exact resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import experiments.run as runner
+from experiments.config import ConfigError, validate
+from experiments.records import ROW_KEYS
+from once_for_all import SubnetConfig
+from once_for_all.export import load_subnet
+from tests.helpers import ROOT, compose
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# Seconds-long: tiny data, one epoch per phase, a handful of predictor samples, a short search.
+TINY = ["experiment=ofa_mnist1d", "progress=false", "data.num_samples=500", "optim.batch_size=50", "optim.epochs=1",
+        "model.stage_widths=[8,12]", "model.stage_strides=[1,2]", "model.stage_se=[false,true]",
+        "model.head_channels=16", "model.stem_channels=8", "model.resolutions=[36,40]", "method.predictor_samples=12",
+        "method.predictor_epochs=20", "method.bn_recal_samples=100", "method.bn_recal_batches=2",
+        "method.search.population=8", "method.search.generations=2", "method.targets=[0.5,1.0]",
+        "method.latency_repeats=3", "method.latency_batch=4"]
+ONE_EPOCH = [f"method.phases.{i}.epochs=1" for i in range(6)]
+
+
+def rows_by_kind(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["ofa/kind"], []).append(r)
+    return out
+
+
+@pytest.mark.parametrize("override, key", [
+    ("method.phases.1.kernel_sizes=[3,9]", "method.phases[1]"),  # kernel larger than k_max
+    ("method.phases.4.expand_ratios=[2,6]", "method.phases[4]"),  # expand ratio not in the set
+    ("method.targets=[]", "method.targets"),
+    ("method.targets=[0.5,1.5]", "method.targets"),
+    ("method.training=progressive_shrinking", "method.training"),
+    ("method.baselines=[scratch]", "method.baselines"),
+])
+def test_bad_configs_fail_before_any_work_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        validate(compose([*TINY, override]))
+
+
+def test_unknown_phase_dimension_fails_before_any_work():
+    with pytest.raises(ConfigError, match=r"method\.phases\[1\].*unknown key.*width"):
+        validate(compose([*TINY, "+method.phases.1.width=[2]"]))
+
+
+def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path):
+    rows = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
+    assert not [k for r in rows for k in ROW_KEYS if k not in r]
+    kinds = rows_by_kind(rows)
+    assert [len(kinds[k]) for k in ("supernet", "latency_table", "ofa_corner", "predictor", "ofa_target",
+                                    "scratch_corner", "width_multiplier")] == [1, 1, 8, 1, 2, 8, 2]
+    full = kinds["supernet"][0]["flops/infer_per_sample"]
+    for r in kinds["ofa_target"]:
+        assert r["flops/infer_per_sample"] <= r["ofa/target_fraction"] * full  # never over the budget
+        model, cfg = load_subnet(tmp_path / "targets" / f"t{r['ofa/target_fraction']:g}" / "subnet.safetensors")
+        assert str(cfg) == r["ofa/subnet"] and SubnetConfig.parse(r["ofa/subnet"]) == cfg
+    for r in kinds["width_multiplier"]:
+        assert r["flops/infer_per_sample"] <= r["ofa/target_fraction"] * full
+    # The supernet's training FLOPs are the sum of its phases'; specialisation trains nothing.
+    sup = kinds["supernet"][0]
+    assert sup["flops/train_total"] == sum(v for k, v in sup.items() if k.endswith("/flops_train"))
+    assert all(r["flops/train_total"] == 0 for r in kinds["ofa_target"] + kinds["ofa_corner"])
+    assert 0 < kinds["predictor"][0]["predictor/samples"] == 12
+    # A rerun in the same folder skips every finished unit and returns the same rows.
+    again = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
+    assert [r["acc/test"] for r in again] == [r["acc/test"] for r in rows]
+
+
+def _train_only(out):
+    return [*TINY, "method.phases.0.epochs=2", "method.phases.1.epochs=2", *ONE_EPOCH[2:], "method.baselines=[]",
+            f"hydra.run.dir={out}"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_in_a_ps_phase_is_bit_identical(tmp_path):
+    """Kill the job once the kernel phase has written a checkpoint; the rerun's supernet equals an uninterrupted
+    run's bit for bit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "experiments.run"]
+    subprocess.run([*cmd, *_train_only(tmp_path / "full")], cwd=ROOT, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, *_train_only(tmp_path / "killed")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "supernet" / "checkpoint.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["phase"] == "kernel":
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed in the kernel phase"
+    subprocess.run([*cmd, *_train_only(tmp_path / "killed")], cwd=ROOT, env=env, check=True, capture_output=True)
+    a = torch.load(tmp_path / "full" / "supernet" / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "supernet" / "final.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
