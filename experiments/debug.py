@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Data-size keys of the data schemas (lth, moe, adaptive frames); each is capped at `max_samples`.
 SIZE_KEYS = ("num_samples", "n_train", "n_test", "num_train", "num_test")
 STAGE_EPOCH_KEYS = ("pretrain_epochs", "policy_epochs", "finetune_epochs")  # adaptive frames
+# Once-for-all: each of `method.phases` gets `max_epochs`; `method.predictor_samples` gets `max_samples` (>= 10).
 
 
 @schema("debug", "base_debug")
@@ -94,6 +95,9 @@ def apply(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
         capper.cap(method, "levels", d.max_levels)
         for key in STAGE_EPOCH_KEYS:
             capper.cap(method, key, d.max_epochs)
+        for phase in method.get("phases") or []:  # once-for-all training phases
+            capper.cap(phase, "epochs", d.max_epochs)
+        capper.cap(method, "predictor_samples", None if d.max_samples is None else max(10, d.max_samples))
         if d.max_samples is not None:
             capper.sizes(data, d.max_samples)
             capper.sizes(method, d.max_samples)  # a transfer source's data

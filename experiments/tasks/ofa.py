@@ -241,12 +241,16 @@ def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency
 
 
 def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetConfig, extra: dict) -> None:
-    """A static model of `cfg`'s architecture with a fresh seeded init, trained alone (optim.epochs at optim.lr)."""
+    """A static model of `cfg`'s architecture with a fresh seeded init, trained alone (optim.epochs, or optim.steps
+    rounded up to epochs, at optim.lr)."""
     def work() -> dict:
         torch.manual_seed(job.cfg.seed + 1 + int(cfg.key(), 16) % 10_000)
         model = export_subnet(OFASupernet(spec), cfg)
         state, hook = resumable(job, unit_dir, kind)
-        result = train_static(model, _at(job.batches(), cfg.resolution), epochs=job.cfg.optim.epochs,
+        batches = _at(job.batches(), cfg.resolution)
+        o = job.cfg.optim  # an epoch budget, or a step budget rounded up to whole epochs
+        epochs = o.epochs if o.epochs is not None else -(-o.steps // len(batches))
+        result = train_static(model, batches, epochs=epochs,
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
                               meter=job.ctx.meter, flops=TrainFlops())
