@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 # Data-size keys of the data schemas (lth, moe, adaptive frames); each is capped at `max_samples`.
 SIZE_KEYS = ("num_samples", "n_train", "n_test", "num_train", "num_test")
 STAGE_EPOCH_KEYS = ("pretrain_epochs", "policy_epochs", "finetune_epochs")  # adaptive frames
-# Once-for-all: each of `method.phases` gets `max_epochs`; `method.predictor_samples` gets `max_samples` (>= 10).
+# Once-for-all: each of `method.phases` gets `max_epochs`, `method.predictor_samples` `max_samples` (>= 10),
+# `method.latency_repeats` and `method.search.generations` `max_steps`.
 
 
 @schema("debug", "base_debug")
@@ -98,6 +99,9 @@ def apply(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
         for phase in method.get("phases") or []:  # once-for-all training phases
             capper.cap(phase, "epochs", d.max_epochs)
         capper.cap(method, "predictor_samples", None if d.max_samples is None else max(10, d.max_samples))
+        capper.cap(method, "latency_repeats", None if d.max_steps is None else max(3, d.max_steps))
+        if "search" in method:
+            capper.cap(method.search, "generations", d.max_steps)
         if d.max_samples is not None:
             capper.sizes(data, d.max_samples)
             capper.sizes(method, d.max_samples)  # a transfer source's data

