@@ -171,6 +171,7 @@ class _Trainer:
             self.reapply_mask()
         self.loop = Loop(model=model, optimizer=optimizer, spec=spec, logger=self.logger, step=spec.start_step)
         self.early, self.measured, self.flops_train, self.flops_eval, self.history = EarlyStop(), None, 0, 0, []
+        self._order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its data order), drawn once per epoch
 
     def resume(self) -> None:
         """Load the checkpoint if there is one; either way drop the log rows it does not cover."""
@@ -222,7 +223,9 @@ class _Trainer:
     def train_step(self, train_model: nn.Module, world_size: int) -> None:
         loop, spec, optimizer, objective = self.loop, self.spec, self.loop.optimizer, self.objective
         epoch, i = divmod(loop.step, self.spe)
-        idx = epoch_order(spec.seed, epoch, len(self.data.x_train))[i * self.bs : (i + 1) * self.bs]
+        if self._order[0] != epoch:
+            self._order = (epoch, epoch_order(spec.seed, epoch, len(self.data.x_train)))
+        idx = self._order[1][i * self.bs : (i + 1) * self.bs]
         idx = distributed.shard(idx)  # this rank's slice of the global batch
         xb, yb = self.data.x_train[idx], self.data.y_train[idx]
         xb = augment_batch(self.optim_cfg.augment, xb, spec.seed, loop.step)
