@@ -10,6 +10,7 @@ from PIL import Image
 
 import experiments.run as runner
 from experiments.config import ConfigError, validate
+from experiments.errors import InputError
 from experiments.preemption import Preempted, PreemptionFlag
 from experiments.records import check_rows
 from experiments.tasks.adaptive_frames import build_af_model
@@ -142,9 +143,9 @@ def test_missing_video_list_is_a_clear_error(tmp_path):
     cfg = compose(["experiment=af_needle", "data=video_list", f"data.root={tmp_path}",
                    f"data.train_list={tmp_path}/nope.txt", f"data.test_list={tmp_path}/nope.txt",
                    "data.num_classes=2", "progress=false"])
-    with pytest.raises(ConfigError, match="data.train_list"):
+    with pytest.raises(InputError, match="data.train_list"):
         runner.run_job(cfg, tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # an input error is raised before the run folder is touched
 
 
 def test_policy_head_action_through_the_task(tmp_path):
