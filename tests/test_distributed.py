@@ -64,6 +64,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         assert torch.allclose(ddp["state"][k], v, atol=1e-5), k
 
 
+@pytest.mark.slow  # long subprocess runs; the default suite keeps a shorter case of the same path
 def test_torchrun_cli_writes_one_set_of_records(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1", "OMP_NUM_THREADS": "1"}

@@ -102,6 +102,7 @@ def _wait_lines(proc, path, n, deadline=120):
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # long subprocess runs; the default suite keeps a shorter case of the same path
 def test_sigkill_at_several_points_resumes_bit_identical(tmp_path):
     ref = tmp_path / "ref"
     assert run_cli([*ARGS, f"hydra.run.dir={ref}"], cwd=tmp_path).returncode == 0
@@ -125,6 +126,7 @@ def test_sigkill_at_several_points_resumes_bit_identical(tmp_path):
     assert len(steps) == len(set(steps))
 
 
+@pytest.mark.slow  # long subprocess runs; the default suite keeps a shorter case of the same path
 def test_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     out = tmp_path / "run"
     proc = _start(out)

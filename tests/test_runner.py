@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from experiments.records import check_rows
 from tests.helpers import FAST, ROOT, run_cli
 
@@ -32,6 +34,7 @@ def test_run_writes_complete_record(tmp_path):
     assert "run folder" in proc.stdout and "% weights" in proc.stdout
 
 
+@pytest.mark.slow  # long subprocess runs; the default suite keeps a shorter case of the same path
 def test_bad_override_exits_nonzero_naming_the_key(tmp_path):
     for override, needle in [("method.prune_fraction=1.5", "method.prune_fraction"),
                              ("model.widht=3", "widht"), ("model=nope", "model='nope'"),
