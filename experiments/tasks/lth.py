@@ -20,10 +20,9 @@ from experiments.checkpoint import load_checkpoint
 from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
 from experiments.optim import lr_factor
-from experiments.records import atomic_write_json as _atomic_write_json
-from experiments.records import read_json
 from experiments.tasks.registry import TASKS
 from experiments.trainer import FitSpec, fit, iterations_per_epoch
+from experiments.units import run_unit
 from lth import (
     IMP,
     RewindPoint,
@@ -44,11 +43,6 @@ log = logging.getLogger(__name__)
 def save_checkpoint(path: Path, state: dict) -> None:
     if distributed.is_main():  # every rank computes the same state; rank 0 writes it
         _save_checkpoint(path, state)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    if distributed.is_main():
-        _atomic_write_json(path, obj)
 
 
 def load_data(cfg):
@@ -124,30 +118,24 @@ def train_unit(cfg, ctx: RunContext, data, sched: Schedule, unit_dir: Path, leve
     unit must be trained; `post(model) -> dict` adds fields computed from the trained model to its row;
     `fixed_lr` holds the LR at the schedule's final value (fine-tuning).
     """
-    if (unit_dir / "result.json").exists():
-        return ctx.add_row(read_json(unit_dir / "result.json")["row"])
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    model, start, unit_mask, opt_state = start_fn()
-    if data_seed is None:
-        data_seed = cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level
-    result = fit(model, data, cfg.optim, FitSpec(
-        total_steps=sched.total, seed=data_seed, tag=f"L{level:02d}/{kind}", start_step=start,
-        checkpoint_path=unit_dir / "checkpoint.pt", mask=unit_mask, optimizer_state=opt_state,
-        lr_at=(lambda s: sched.final_lr) if fixed_lr else None,
-    ), ctx, callbacks=[Snapshot(sched.rewind_step, on_snapshot)] if on_snapshot else [])
-    apply_mask(model, unit_mask)
-    if kind == "ticket":
-        save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
-    save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
-    row = ctx.add_row({**_row(cfg, ctx, level, kind, model, unit_mask, result, sched.rewind_step, data),
-                       **(extra or {}), **(post(model) if post else {})})
-    ctx.logger.log({k: v for k, v in row.items() if not isinstance(v, str)}, None)
-    atomic_write_json(unit_dir / "result.json", {"row": row})
-    distributed.barrier()  # files rank 0 wrote exist before any rank reads them
-    if distributed.is_main():
-        for leftover in ("checkpoint.pt", "checkpoint.pt.prev"):
-            (unit_dir / leftover).unlink(missing_ok=True)
-    return row
+    def train() -> dict:
+        model, start, unit_mask, opt_state = start_fn()
+        seed = data_seed
+        if seed is None:
+            seed = cfg.seed if cfg.method.replay_data_order else cfg.seed + 31 * level
+        result = fit(model, data, cfg.optim, FitSpec(
+            total_steps=sched.total, seed=seed, tag=f"L{level:02d}/{kind}", start_step=start,
+            checkpoint_path=unit_dir / "checkpoint.pt", mask=unit_mask, optimizer_state=opt_state,
+            lr_at=(lambda s: sched.final_lr) if fixed_lr else None,
+        ), ctx, callbacks=[Snapshot(sched.rewind_step, on_snapshot)] if on_snapshot else [])
+        apply_mask(model, unit_mask)
+        if kind == "ticket":
+            save_checkpoint(unit_dir / "final.pt", {"model": model.state_dict()})
+        save_checkpoint(unit_dir / "mask.pt", {"mask": unit_mask})
+        return {**_row(cfg, ctx, level, kind, model, unit_mask, result, sched.rewind_step, data),
+                **(extra or {}), **(post(model) if post else {})}
+
+    return run_unit(unit_dir, ctx, train)
 
 
 def _unit_fn(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFiles, **kwargs):
