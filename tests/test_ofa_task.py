@@ -43,6 +43,8 @@ def rows_by_kind(rows):
     ("method.targets=[0.5,1.5]", "method.targets"),
     ("method.training=progressive_shrinking", "method.training"),
     ("method.baselines=[scratch]", "method.baselines"),
+    ("model.stage_strides=[1,3]", "model.stage_strides"),  # the spec's own check, named as the config key
+    ("model.kernel_sizes=[3,4]", "model.kernel_sizes"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

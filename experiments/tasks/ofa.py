@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -121,9 +121,7 @@ def phases_of(cfg) -> list:
     if cfg.method.training == "progressive":
         return phases
     derived = SCHEDULES.get(cfg.method.training)()[0]
-    per_step = derived.subnets_per_step
-    return [derived.__class__(**{**vars(derived), "epochs": -(-subnet_epochs(phases) // per_step),
-                                 "lr": phases[0].lr})]
+    return [replace(derived, epochs=-(-subnet_epochs(phases) // derived.subnets_per_step), lr=phases[0].lr)]
 
 
 def train_supernet(job: Job) -> OFASupernet:

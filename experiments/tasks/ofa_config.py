@@ -38,20 +38,10 @@ class OFAModelCfg:
     channel_divisor: int = 1  # expanded and SE widths rounded to multiples of this (8 on ImageNet)
 
     def __post_init__(self) -> None:
-        _check(self.dims in (1, 2), "model.dims", self.dims, "1 (sequences) or 2 (images)")
-        n = len(self.stage_widths)
-        _check(n >= 1 and all(w > 0 for w in self.stage_widths), "model.stage_widths", self.stage_widths,
-               "one or more positive ints")
-        _check(len(self.stage_strides) == n and all(s in (1, 2) for s in self.stage_strides),
-               "model.stage_strides", self.stage_strides, f"{n} values, each 1 or 2")
-        _check(len(self.stage_se) == n, "model.stage_se", self.stage_se, f"{n} booleans")
-        for key in ("kernel_sizes", "expand_ratios", "depths", "resolutions"):
-            values = list(getattr(self, key))
-            _check(len(values) >= 1 and values == sorted(set(values)) and min(values) > 0, f"model.{key}", values,
-                   "one or more positive values, ascending, no repeats")
-        _check(all(k % 2 == 1 for k in self.kernel_sizes), "model.kernel_sizes", self.kernel_sizes, "odd sizes")
-        _check(self.stem_channels > 0 and self.head_channels > 0, "model.stem_channels/head_channels",
-               (self.stem_channels, self.head_channels), "> 0")
+        try:  # SupernetSpec validates every field; its message names the key, here as model.<key>
+            self.spec(in_channels=1, num_classes=2)
+        except ValueError as e:
+            raise ConfigError(str(e).replace("SupernetSpec.", "model.")) from None
 
     def spec(self, in_channels: int, num_classes: int):
         """The once_for_all.SupernetSpec of this config for data with `in_channels` and `num_classes`."""
