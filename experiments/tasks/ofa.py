@@ -18,6 +18,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -69,7 +70,7 @@ class Job:
     table: FlopsTable
     recal: list[torch.Tensor]
 
-    @property
+    @cached_property
     def full_flops(self) -> int:
         return self.table.predict(ArchSpace.full(self.spec).largest())
 
