@@ -255,3 +255,28 @@ def test_tables_package_has_no_import_cycle_and_small_files():
                 stack += graph.get(current, ())
         assert "experiments.tables" not in {m for m in graph[module]}  # never the package from inside it
     assert not (ROOT / "experiments" / "paper_tables.py").exists()
+
+
+def test_csv_std_of_one_run_is_empty_not_zero(tmp_path):
+    _one_row_jobs(tmp_path, [0.61])
+    assert main(["lth_mnist1d_curve", "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    (row,) = _csv(tmp_path / "out" / "table.csv")
+    assert row["acc/test/std"] == "" and row["acc/test/n"] == "1" and float(row["acc/test/mean"]) == 0.61
+
+
+def test_log_ticks_tell_neighbouring_values_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from experiments.tables.plots import log_ticks
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(1.0e6, 4.0e6)
+    log_ticks(ax.xaxis, [1.0e6, 4.0e6], "FLOP")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and 1e6 <= t.get_position()[0] <= 4e6]
+    plt.close(fig)
+    assert len(labels) == len(set(labels)) >= 3, labels  # 1.5 M and 2 M used to both print "2 MFLOP"

@@ -57,7 +57,7 @@ def log_ticks(axis, values: list[float], unit: str = "") -> None:
     span = math.log10(max(positive) / min(positive)) if positive else 3.0
     subs = (1.0,) if span > 2.5 else (1.0, 2.0, 5.0) if span > 0.8 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
     axis.set_major_locator(LogLocator(base=10, subs=subs))
-    axis.set_major_formatter(EngFormatter(unit=unit, places=0) if unit else FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(EngFormatter(unit=unit, places=None) if unit else FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
 

@@ -60,7 +60,10 @@ def to_csv(table: Table) -> str:
         for c in table.columns:
             value = r.get(c.key)
             if c.key in stats:
-                row += [value.mean, value.std, value.n] if isinstance(value, Stat) else ["", "", 0]
+                if isinstance(value, Stat):  # one value has no sample std: an empty cell, not a misleading 0
+                    row += [value.mean, value.std if value.n > 1 else "", value.n]
+                else:
+                    row += ["", "", 0]
             else:
                 row.append("" if value is None else value)
         writer.writerow(row)
