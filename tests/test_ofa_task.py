@@ -12,7 +12,7 @@ import torch
 
 import experiments.run as runner
 from experiments.config import ConfigError, validate
-from experiments.records import ROW_KEYS
+from experiments.records import ROW_KEYS, undocumented_keys
 from once_for_all import SubnetConfig
 from once_for_all.export import load_subnet
 from tests.helpers import ROOT, compose
@@ -45,10 +45,18 @@ def rows_by_kind(rows):
     ("method.baselines=[scratch]", "method.baselines"),
     ("model.stage_strides=[1,3]", "model.stage_strides"),  # the spec's own check, named as the config key
     ("model.kernel_sizes=[3,4]", "model.kernel_sizes"),
+    ("method.target_metric=energy", "method.target_metric"),
+    ("method.constraints.latency_ms=0", "method.constraints.latency_ms"),
+    ("method.constraints.flops=1000", "method.constraints.flops"),  # below the smallest sub-net: infeasible
 ])
 def test_bad_configs_fail_before_any_work_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         validate(compose([*TINY, override]))
+
+
+def test_unknown_constraint_fails_naming_the_key():
+    with pytest.raises(Exception, match=r"method\.constraints\.joules"):
+        validate(compose([*TINY, "method.constraints.joules=1.0"]))
 
 
 def test_unknown_phase_dimension_fails_before_any_work():
@@ -59,6 +67,7 @@ def test_unknown_phase_dimension_fails_before_any_work():
 def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path):
     rows = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
     assert not [k for r in rows for k in ROW_KEYS if k not in r]
+    assert not [k for r in rows for k in undocumented_keys(r)]  # every key is in experiments/record_keys.py
     kinds = rows_by_kind(rows)
     assert [len(kinds[k]) for k in ("supernet", "latency_table", "ofa_corner", "predictor", "ofa_target",
                                     "scratch_corner", "width_multiplier")] == [1, 1, 8, 1, 2, 8, 2]
@@ -77,6 +86,22 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     # A rerun in the same folder skips every finished unit and returns the same rows.
     again = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
     assert [r["acc/test"] for r in again] == [r["acc/test"] for r in rows]
+
+
+def test_latency_targets_with_a_flops_constraint_bound_the_search_and_the_width_baseline(tmp_path):
+    """method.target_metric=latency_ms: each searched sub-net's table latency is within its fraction of the full
+    net's, every sub-net also meets the absolute FLOPs constraint, and the width-multiplier baseline is picked by
+    its measured latency."""
+    flops_limit = 160_000  # the smallest sub-net of TINY: 138,272 FLOPs
+    rows = runner.run_job(compose([*TINY, *ONE_EPOCH, "method.target_metric=latency_ms", "method.targets=[0.6]",
+                                   f"method.constraints.flops={flops_limit}", "method.baselines=[]"]), tmp_path)
+    kinds = rows_by_kind(rows)
+    (target,) = kinds["ofa_target"]
+    full_table_ms = kinds["ofa_corner"][-1]["latency/b1_table_ms"]  # corners come by FLOPs; the last is the largest
+    assert target["ofa/target_metric"] == "latency_ms" and target["ofa/target_flops"] == flops_limit
+    assert target["latency/b1_table_ms"] <= 0.6 * full_table_ms * (1 + 1e-9)
+    assert target["flops/infer_per_sample"] <= flops_limit
+    assert target["ofa/constraints"] == f"flops<={flops_limit:.4g}, latency_ms<={0.6 * full_table_ms:.4g}"
 
 
 def _train_only(out):

@@ -6,9 +6,9 @@ an unfinished training from its last epoch checkpoint), one row per unit:
   corners/<name>/      the 8 corner sub-nets, BN-recalibrated, on the test split                  kind ofa_corner
   latency_table/       per-block latency table measured on this machine                          kind latency_table
   predictor/           N recalibrated sub-nets on the validation split -> accuracy predictor      kind predictor
-  targets/t<frac>/     evolutionary search under FLOPs <= frac x full net, exported, tested       kind ofa_target
+  targets/t<frac>/     evolutionary search under cost <= frac x full net (+ constraints), tested kind ofa_target
   scratch/<corner>/    the corner architectures trained from scratch (baseline)                  kind scratch_corner
-  width/t<frac>/       the full net at the width multiplier of <= that FLOPs, from scratch       kind width_multiplier
+  width/t<frac>/       the full net at the width multiplier of <= that cost, from scratch        kind width_multiplier
 Specialisation trains nothing: its rows carry `flops/train_total` 0 and the energy of search and evaluation.
 """
 
@@ -31,6 +31,7 @@ from experiments.records import atomic_write_json, read_json
 from experiments.tasks.lth import load_data
 from experiments.tasks.ofa_config import to_phase
 from experiments.tasks.ofa_eval import (
+    WIDTH_COSTS,
     accuracy,
     as_channels,
     deployment_costs,
@@ -214,13 +215,27 @@ def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
     return predictor
 
 
+def cost_fns(job: Job, latency: LatencyTable) -> dict[str, Callable[[SubnetConfig], float]]:
+    """Every cost a target or a constraint can bound (config_ofa.OFA_COSTS): analytic FLOPs, table latency (ms)."""
+    return {"flops": job.table.predict, "latency_ms": lambda c: 1e3 * latency.predict(c)}
+
+
+def target_limits(job: Job, costs: dict, fraction: float) -> dict[str, float]:
+    """`method.constraints` plus `fraction` x the full net's `method.target_metric` (the tighter where both bound)."""
+    m = job.cfg.method
+    limits = m.constraints.limits()
+    target = fraction * costs[m.target_metric](ArchSpace.full(job.spec).largest())
+    limits[m.target_metric] = min(limits.get(m.target_metric, target), target)
+    return limits
+
+
 def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency: LatencyTable) -> None:
-    space, s = ArchSpace.full(job.spec), job.cfg.method.search
+    space, s, costs = ArchSpace.full(job.spec), job.cfg.method.search, cost_fns(job, latency)
     for fraction in job.cfg.method.targets:
         def work(fraction=fraction) -> dict:
+            limits = target_limits(job, costs, fraction)
             with job.ctx.meter.window("specialise") as w:
-                search = EvolutionSearch(space, predictor.config_fn(space), {"flops": job.table.predict},
-                                         {"flops": fraction * job.full_flops}, population=s.population,
+                search = EvolutionSearch(space, predictor.config_fn(space), costs, limits, population=s.population,
                                          parent_ratio=s.parent_ratio, mutation_ratio=s.mutation_ratio,
                                          mutate_prob=s.mutate_prob, resolution_mutate_prob=s.resolution_mutate_prob,
                                          generations=s.generations, seed=job.cfg.seed)
@@ -230,11 +245,12 @@ def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency
                 model = export_subnet(net, cfg)
                 acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
                 save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
-                costs = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
-                                         repeats=job.cfg.method.latency_repeats, table=latency)
+                row = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
+                                       repeats=job.cfg.method.latency_repeats, table=latency)
             return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
-                    "ofa/target_flops": fraction * job.full_flops, "acc/test": acc, "acc/predicted_val": predicted,
-                    "flops/train_total": 0, **costs, **w.row()}
+                    "ofa/target_metric": job.cfg.method.target_metric, "ofa/target_flops": limits.get("flops"),
+                    "ofa/constraints": ", ".join(f"{k}<={v:.4g}" for k, v in sorted(limits.items())),
+                    "acc/test": acc, "acc/predicted_val": predicted, "flops/train_total": 0, **row, **w.row()}
 
         run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)
 
@@ -280,8 +296,13 @@ def scratch_corners(job: Job) -> None:
 
 @BASELINES.register("width_multiplier")
 def width_multipliers(job: Job) -> None:
+    """One full net per target, narrowed to <= the target's fraction of the full net's `method.target_metric` (for
+    latency_ms both are measured here, whole-net, so a table's error cannot favour either side)."""
+    cost_at, repeats = WIDTH_COSTS[job.cfg.method.target_metric], job.cfg.method.latency_repeats
+    cost = lambda m: cost_at(job.spec, m, repeats)  # noqa: E731
+    full = cost(1.0)
     for fraction in job.cfg.method.targets:
-        multiplier, _ = width_multiplier_for(job.spec, fraction * job.full_flops)
+        multiplier, _ = width_multiplier_for(job.spec, fraction * full, cost)
         spec = scaled_spec(job.spec, multiplier)
         train_from_scratch(job, job.ctx.job_dir / "width" / f"t{fraction:g}", "width_multiplier", spec,
                            ArchSpace.full(spec).largest(),

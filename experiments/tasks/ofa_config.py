@@ -94,6 +94,22 @@ class SearchCfg:
 
 
 OFA_BASELINES = ("scratch_corners", "width_multiplier")
+OFA_COSTS = ("flops", "latency_ms")  # what a target or a constraint bounds: analytic FLOPs | the batch-1 latency table
+
+
+@dataclass
+class ConstraintsCfg:
+    """Absolute limits the search meets at every target, besides the target itself (null: unbounded)."""
+
+    flops: float | None = None  # analytic inference FLOPs per sample
+    latency_ms: float | None = None  # the batch-1 latency table's prediction on this machine
+
+    def __post_init__(self) -> None:
+        for key, limit in self.limits().items():
+            _check(limit > 0, f"method.constraints.{key}", limit, "> 0 or null")
+
+    def limits(self) -> dict[str, float]:
+        return {k: float(v) for k, v in vars(self).items() if v is not None}
 
 
 @schema("method", "base_ofa")
@@ -114,7 +130,9 @@ class OFAMethodCfg:
     predictor_samples: int = 200  # recalibrated sub-nets evaluated on the validation split
     predictor_holdout: float = 0.2  # of those, held out to report RMSE and Kendall tau
     predictor_epochs: int = 300
-    targets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # fractions of the full net's FLOPs
+    targets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # fractions of the full net's cost
+    target_metric: str = "flops"  # the cost a target is a fraction of: flops | latency_ms (measured on this machine)
+    constraints: ConstraintsCfg = field(default_factory=ConstraintsCfg)
     search: SearchCfg = field(default_factory=SearchCfg)
     baselines: list[str] = field(default_factory=lambda: list(OFA_BASELINES))
     latency_batch: int = 64  # latency is measured at batch 1 and at this batch
@@ -132,6 +150,7 @@ class OFAMethodCfg:
                (self.bn_recal_samples, self.bn_recal_batches), "samples >= batches >= 1")
         _check(self.predictor_samples >= 10, "method.predictor_samples", self.predictor_samples, ">= 10")
         _check(0 < self.predictor_holdout < 1, "method.predictor_holdout", self.predictor_holdout, "(0, 1)")
+        _check(self.target_metric in OFA_COSTS, "method.target_metric", self.target_metric, ", ".join(OFA_COSTS))
         bad = [b for b in self.baselines if b not in OFA_BASELINES]
         _check(not bad, "method.baselines", bad, ", ".join(OFA_BASELINES))
 
@@ -143,12 +162,19 @@ def check_ofa(cfg) -> None:
     from once_for_all.schedule import SCHEDULES
 
     _check(cfg.method.training in SCHEDULES, "method.training", cfg.method.training, ", ".join(SCHEDULES.names()))
-    spec = cfg.model.spec(in_channels=1, num_classes=2)
+    spec = cfg.model.spec(in_channels=1, num_classes=2)  # the fewest channels and classes: a lower bound on FLOPs
     for i, phase in enumerate(cfg.method.phases):
         try:
             to_phase(phase).space(spec)
         except ValueError as e:
             raise ConfigError(f"method.phases[{i}]: {e}") from None
+    if cfg.method.constraints.flops is not None:  # latency is known only once measured; the search checks it then
+        from once_for_all import ArchSpace
+        from once_for_all.flops import FlopsTable
+
+        cheapest = FlopsTable(spec).predict(ArchSpace.full(spec).smallest())
+        _check(cfg.method.constraints.flops >= cheapest, "method.constraints.flops", cfg.method.constraints.flops,
+               f">= {cheapest} (the smallest sub-net's FLOPs, at least); the constraint is infeasible")
 
 
 def to_phase(p: PhaseCfg):

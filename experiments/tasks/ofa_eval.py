@@ -5,6 +5,7 @@ deployment costs (FLOPs, latency, energy per inference) of an exported sub-net, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -12,6 +13,7 @@ import torch
 from once_for_all import ArchSpace, SubnetConfig, SupernetSpec
 from once_for_all.bn import recalibrate_bn
 from once_for_all.efficiency import energy_per_inference, measure_latency
+from once_for_all.export import export_subnet
 from once_for_all.flops import FlopsTable
 from once_for_all.supernet import OFASupernet, resize_input
 
@@ -91,19 +93,37 @@ def scaled_spec(spec: SupernetSpec, multiplier: float) -> SupernetSpec:
                    resolutions=(max(spec.resolutions),))
 
 
-def width_multiplier_for(spec: SupernetSpec, budget_flops: float, tolerance: float = 1e-3) -> tuple[float, int]:
-    """The largest width multiplier m in (0, 1] whose full network costs <= `budget_flops` (bisection on the
-    analytic table); returns (m, its FLOPs). ValueError naming the cheapest reachable cost when none fits."""
-    def flops(m: float) -> int:
-        s = scaled_spec(spec, m)
-        return FlopsTable(s).predict(ArchSpace.full(s).largest())
+def full_net_flops(spec: SupernetSpec, multiplier: float, repeats: int = 0) -> int:
+    """Analytic FLOPs of the full network at width `multiplier` (`repeats`: unused, the signature of WIDTH_COSTS)."""
+    s = scaled_spec(spec, multiplier)
+    return FlopsTable(s).predict(ArchSpace.full(s).largest())
 
+
+def full_net_latency_ms(spec: SupernetSpec, multiplier: float, repeats: int = 30) -> float:
+    """Measured batch-1 latency (median, ms) of the full network at width `multiplier`, exported, on this machine
+    (the weights are a fresh init: latency does not depend on their values)."""
+    s = scaled_spec(spec, multiplier)
+    model = export_subnet(OFASupernet(s), ArchSpace.full(s).largest()).eval()
+    x = torch.randn(1, s.in_channels, *(max(s.resolutions),) * s.dims)
+    return 1e3 * measure_latency(model, x, warmup=5, repeats=repeats)
+
+
+# method.target_metric -> the cost of the full net at width multiplier m, for the width-multiplier baseline
+WIDTH_COSTS: dict[str, Callable[[SupernetSpec, float, int], float]] = {"flops": full_net_flops, "latency_ms": full_net_latency_ms}
+
+
+def width_multiplier_for(spec: SupernetSpec, budget: float, cost: Callable[[float], float] | None = None,
+                         tolerance: float = 1e-3) -> tuple[float, float]:
+    """The largest width multiplier m in (0, 1] whose full network's `cost(m)` (default: analytic FLOPs) is
+    <= `budget` (bisection; `cost` must grow with m); returns (m, its cost). ValueError naming the cheapest
+    reachable cost when none fits."""
+    cost = cost or (lambda m: full_net_flops(spec, m))
     lo, hi = 1e-3, 1.0
-    if flops(lo) > budget_flops:
-        raise ValueError(f"no width multiplier fits {budget_flops:.4g} FLOPs; the cheapest (m={lo}) costs {flops(lo)}")
-    if flops(hi) <= budget_flops:
-        return hi, flops(hi)
+    if cost(lo) > budget:
+        raise ValueError(f"no width multiplier fits a cost of {budget:.4g}; the cheapest (m={lo}) costs {cost(lo):.4g}")
+    if cost(hi) <= budget:
+        return hi, cost(hi)
     while hi - lo > tolerance:
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
-    return lo, flops(lo)
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
+    return lo, cost(lo)
