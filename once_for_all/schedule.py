@@ -112,23 +112,29 @@ def subnet_epochs(phases) -> int:
     return sum(p.epochs * p.subnets_per_step for p in phases)
 
 
-SCHEDULES: Registry = Registry("ofa schedule")
+SCHEDULES: Registry = Registry("ofa schedule")  # name -> (epoch_scale, lr_scale, ..., ps=None) -> phases
+
+
+def _ps(epoch_scale: float, lr_scale: float, ps) -> list[Phase]:
+    """The PS schedule a baseline matches: `ps` as given (a config's phases), else the paper's, scaled."""
+    return list(ps) if ps is not None else scaled(PS_SCHEDULE, epoch_scale, lr_scale)
 
 
 @SCHEDULES.register("progressive")
-def progressive(epoch_scale: float = 1.0, lr_scale: float = 1.0, **_) -> list[Phase]:
-    return scaled(PS_SCHEDULE, epoch_scale, lr_scale)
+def progressive(epoch_scale: float = 1.0, lr_scale: float = 1.0, ps=None, **_) -> list[Phase]:
+    return _ps(epoch_scale, lr_scale, ps)
 
 
 @SCHEDULES.register("no_ps")
 def no_ps(epoch_scale: float = 1.0, lr_scale: float = 1.0, subnets_per_step: int = 1, full_first: bool = False,
-          **_) -> list[Phase]:
+          ps=None, **_) -> list[Phase]:
     """Every dimension open at once for as many sub-net passes as PS spends (its full phase included).
 
     Default: from the first step, at the full-net lr, without KD (no trained teacher exists). `full_first`: PS's
-    full-net phase first, then everything open with KD from it, isolating "progressive" from "distilled".
+    full-net phase first, then everything open at the kernel phase's lr with KD from it, isolating "progressive"
+    from "distilled" (registered as no_ps_kd).
     """
-    ps = progressive(epoch_scale, lr_scale)
+    ps = _ps(epoch_scale, lr_scale, ps)
     head = ps[:1] if full_first else []
     total = subnet_epochs(ps) - subnet_epochs(head)
     lr = ps[1].lr if full_first else ps[0].lr
@@ -137,12 +143,17 @@ def no_ps(epoch_scale: float = 1.0, lr_scale: float = 1.0, subnets_per_step: int
                          distill=full_first)]
 
 
+@SCHEDULES.register("no_ps_kd")
+def no_ps_kd(epoch_scale: float = 1.0, lr_scale: float = 1.0, ps=None, **kw) -> list[Phase]:
+    """no_ps after PS's full-net phase, distilled from it (see no_ps)."""
+    return no_ps(epoch_scale, lr_scale, full_first=True, ps=ps, **kw)
+
+
 @SCHEDULES.register("sandwich")
-def sandwich(epoch_scale: float = 1.0, lr_scale: float = 1.0, num_random: int = 2, **_) -> list[Phase]:
+def sandwich(epoch_scale: float = 1.0, lr_scale: float = 1.0, num_random: int = 2, ps=None, **_) -> list[Phase]:
     """BigNAS: largest + smallest + `num_random` random sub-nets per step with in-place distillation from the
-    largest, everything open from the start, as many sub-net passes as PS spends."""
+    largest, everything open from the start, as many sub-net passes as PS spends, at its first phase's lr."""
     per_step = 2 + num_random
-    total = subnet_epochs(progressive(epoch_scale, lr_scale))
-    lr = PS_SCHEDULE[0].lr * lr_scale
-    return [Phase("sandwich", math.ceil(total / per_step), lr, kernel_sizes="all", expand_ratios="all",
-                  depths="all", subnets_per_step=per_step, sampler="sandwich")]
+    ps = _ps(epoch_scale, lr_scale, ps)
+    return [Phase("sandwich", math.ceil(subnet_epochs(ps) / per_step), ps[0].lr, kernel_sizes="all",
+                  expand_ratios="all", depths="all", subnets_per_step=per_step, sampler="sandwich")]

@@ -162,12 +162,13 @@ def ofa_jobs(root: Path, seeds=(0, 1), trainings=("progressive", "no_ps"), **kwa
             write_job(root / f"{training}_{seed}", ofa_rows(seed, training, **kwargs), ofa_config(seed, training))
 
 
-def _ofa(expected: int):
+def _ofa(expected: int, trainings=("progressive", "no_ps")):
     def write(root: Path) -> int:
-        ofa_jobs(root)
+        ofa_jobs(root, trainings=trainings)
         return expected
     return write
 
 
-SYNTHETIC |= {"ofa_ps_vs_scratch": _ofa(8), "ofa_ps_vs_no_ps": _ofa(8), "ofa_search": _ofa(len(OFA_TARGETS) + 1),
+SYNTHETIC |= {"ofa_ps_vs_scratch": _ofa(8), "ofa_ps_vs_no_ps": _ofa(8),
+              "ofa_ps_vs_no_ps_kd": _ofa(8, ("progressive", "no_ps", "no_ps_kd")), "ofa_search": _ofa(len(OFA_TARGETS) + 1),
               "ofa_cost": _ofa(6), "ofa_pareto": _ofa(2 * 8 + 2 * len(OFA_TARGETS))}

@@ -16,7 +16,7 @@ from experiments.tables.columns import CARBON_SOURCE, ENERGY_METHOD
 from experiments.tables.ofa_plots import plot_cost, plot_paired_corners, plot_pareto, plot_search
 from experiments.tables.spec import RUN_COLUMNS, TABLES, Column, TableSpec
 
-PS, NO_PS = "progressive", "no_ps"
+PS, NO_PS, NO_PS_KD = "progressive", "no_ps", "no_ps_kd"
 COST_NS = (1, 2, 4, 10, 40, 100)  # numbers of deployment targets the cost table is shown at
 FIXED_KINDS = ("supernet", "latency_table", "predictor")  # OFA's one-off cost; each target then costs a search
 COSTS = {"j": "energy/joules", "g": "carbon/g_co2e", "s": "time/wall_s"}
@@ -122,10 +122,13 @@ TABLES.register("ofa_ps_vs_scratch")(corner_table(
 
 # ---- b. PS supernet vs no-PS supernet ------------------------------------------------------------------------
 
-def derive_ps_vs_no_ps(rows: list[dict]) -> list[dict]:
-    ps, no_ps = (by_seed(of_kind(rows, "ofa_corner", t), "ofa/corner") for t in (PS, NO_PS))
-    return need(corner_pairs(ps, no_ps), "ofa_corner rows of both method.training=progressive and no_ps jobs of the "
-                "same seed")
+def derive_ps_vs(training: str):
+    """Corner pairs of the PS supernet and the `training` supernet (no_ps, no_ps_kd) of the same seed."""
+    def derive(rows: list[dict]) -> list[dict]:
+        ps, other = (by_seed(of_kind(rows, "ofa_corner", t), "ofa/corner") for t in (PS, training))
+        return need(corner_pairs(ps, other), f"ofa_corner rows of both method.training=progressive and {training} "
+                    "jobs of the same seed")
+    return derive
 
 
 def check_ps_vs_no_ps(rows: list[dict], table: Table) -> list[str]:
@@ -144,7 +147,14 @@ TABLES.register("ofa_ps_vs_no_ps")(corner_table(
     "PS", "no PS", ("PS supernet", "no-PS supernet"),
     "The 8 corner sub-nets (BN-recalibrated, test accuracy) of the progressive-shrinking supernet vs the no-PS "
     "supernet (every dimension elastic from the start, the same number of sub-net steps), paired by seed.",
-    derive_ps_vs_no_ps, check_ps_vs_no_ps))
+    derive_ps_vs(NO_PS), check_ps_vs_no_ps))
+
+TABLES.register("ofa_ps_vs_no_ps_kd")(corner_table(
+    "PS", "no PS + KD", ("PS supernet", "no-PS supernet, full net first + KD"),
+    "The 8 corner sub-nets of the progressive-shrinking supernet vs a no-PS supernet that trains the full net first "
+    "(PS's first phase) and then every dimension at once distilled from it (`method.training=no_ps_kd`), the same "
+    "number of sub-net steps, paired by seed: separates 'progressive' from 'distilled from a trained full net'.",
+    derive_ps_vs(NO_PS_KD), check_ps_vs_no_ps))
 
 
 # ---- c. searched sub-nets vs width multipliers; the predictor -------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -52,7 +52,7 @@ from once_for_all.efficiency import LatencyTable
 from once_for_all.export import export_subnet, save_subnet
 from once_for_all.flops import FlopsTable
 from once_for_all.predictor import AccuracyPredictor
-from once_for_all.schedule import SCHEDULES, subnet_epochs
+from once_for_all.schedule import SCHEDULES
 from once_for_all.search import EvolutionSearch
 from once_for_all.supernet import OFASupernet, resize_input
 from once_for_all.training import Batches, OptimConfig, TrainFlops, train_schedule, train_static
@@ -118,12 +118,9 @@ def base_row(job: Job, kind: str, cfg: SubnetConfig | None, model: torch.nn.Modu
 
 
 def phases_of(cfg) -> list:
-    """`method.phases` for progressive shrinking; no_ps / sandwich: one phase with as many sub-net passes."""
-    phases = [to_phase(p) for p in cfg.method.phases]
-    if cfg.method.training == "progressive":
-        return phases
-    derived = SCHEDULES.get(cfg.method.training)()[0]
-    return [replace(derived, epochs=-(-subnet_epochs(phases) // derived.subnets_per_step), lr=phases[0].lr)]
+    """`method.phases` for progressive shrinking; a baseline schedule (no_ps, no_ps_kd, sandwich) derived from them
+    with as many sub-net passes."""
+    return SCHEDULES.get(cfg.method.training)(ps=[to_phase(p) for p in cfg.method.phases])
 
 
 def train_supernet(job: Job) -> OFASupernet:

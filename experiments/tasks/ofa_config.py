@@ -121,7 +121,7 @@ class OFAMethodCfg:
     own epochs and peak lr (cosine). From-scratch baselines train `optim.epochs` at `optim.lr`."""
 
     name: str = "ofa"
-    training: str = "progressive"  # once_for_all.SCHEDULES: progressive (`phases` as given) | no_ps | sandwich
+    training: str = "progressive"  # once_for_all.SCHEDULES: progressive (`phases` as given) | no_ps | no_ps_kd | sandwich
     phases: list[PhaseCfg] = field(default_factory=lambda: [PhaseCfg()])  # the progressive-shrinking schedule
     kd_weight: float = 1.0  # soft cross-entropy against the full network (OFA) or the largest sub-net (sandwich)
     label_smoothing: float = 0.1

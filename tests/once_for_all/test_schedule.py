@@ -68,3 +68,16 @@ def test_no_ps_after_the_full_phase_distils_and_keeps_the_budget():
     full, rest = SCHEDULES.get("no_ps")(0.05, subnets_per_step=4, full_first=True)
     assert full == ps[0] and rest.distill and rest.lr == ps[1].lr
     assert 0 <= subnet_epochs([full, rest]) - subnet_epochs(ps) < 4
+
+
+@pytest.mark.parametrize("name", ["no_ps", "no_ps_kd", "sandwich"])
+def test_baselines_derive_from_a_given_ps_schedule(name):
+    """The task passes its config's phases: a baseline matches their sub-net passes and lrs, not the paper's."""
+    ps = [Phase("full", 7, 0.5), Phase("kernel", 3, 0.2, kernel_sizes="all", subnets_per_step=2)]
+    derived = SCHEDULES.get(name)(ps=ps)
+    per_step = derived[-1].subnets_per_step
+    assert 0 <= subnet_epochs(derived) - subnet_epochs(ps) < per_step
+    assert derived[-1].lr == (0.2 if name == "no_ps_kd" else 0.5)
+    assert (derived[0] == ps[0]) == (name == "no_ps_kd")  # only no_ps_kd keeps the full-net phase first
+    if name != "sandwich":  # sandwich distils in place from the largest sub-net
+        assert derived[-1].distill == (name == "no_ps_kd")
