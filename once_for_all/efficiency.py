@@ -174,15 +174,16 @@ def _fixed_latency(model: nn.Module, x: torch.Tensor, parts, warmup: int, repeat
 
 
 def table_error(table: LatencyTable, net: nn.Module, cfgs: Iterable[SubnetConfig], warmup: int = 5,
-                repeats: int = 20, timer: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """Per sub-net: predicted and measured latency (exported static model, table's batch size) and their
-    relative error (predicted - measured) / measured. Use the `timer` the table was built with."""
+                repeats: int = 20, timer: Callable[[], float] = time.perf_counter,
+                device: str | torch.device = "cpu") -> list[dict]:
+    """Per sub-net: predicted and measured latency (exported static model, table's batch size, on `device`) and
+    their relative error (predicted - measured) / measured. Use the `timer` and device the table was built with."""
     from .export import export_subnet
 
     spec, rows = net.spec, []
     for cfg in cfgs:
-        model = export_subnet(net, cfg)
-        x = torch.randn(table.batch_size, spec.in_channels, *(cfg.resolution,) * spec.dims)
+        model = export_subnet(net, cfg).to(device).eval()
+        x = torch.randn(table.batch_size, spec.in_channels, *(cfg.resolution,) * spec.dims, device=device)
         measured = measure_latency(model, x, warmup, repeats, timer)
         pred = table.predict(cfg)
         rows.append({"config": str(cfg), "latency/predicted_s": pred, "latency/measured_s": measured,
