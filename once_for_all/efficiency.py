@@ -19,6 +19,10 @@ from torch import nn
 
 from .space import ArchSpace, SubnetConfig
 
+# How a latency is timed. "thread_cpu" (CPU time of the calling thread) excludes waits for a busy CPU; it is the
+# latency itself only with one intra-op thread (other threads' CPU time is not counted).
+TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
+
 
 def _sync(x: torch.Tensor) -> None:
     if x.is_cuda:
@@ -77,6 +81,7 @@ class LatencyTable:
     max_depth: int
     batch_size: int = 1
     num_threads: int = field(default_factory=torch.get_num_threads)
+    timer: str = "wall"  # a TIMERS name: what the entries were timed with
 
     def block_keys(self, cfg: SubnetConfig) -> list[tuple]:
         keys = []
@@ -95,26 +100,31 @@ class LatencyTable:
     def to_dict(self) -> dict:
         """JSON-serialisable; `from_dict` inverts it exactly."""
         return {"blocks": [[*k, v] for k, v in self.blocks.items()], "fixed": [[r, v] for r, v in self.fixed.items()],
-                "max_depth": self.max_depth, "batch_size": self.batch_size, "num_threads": self.num_threads}
+                "max_depth": self.max_depth, "batch_size": self.batch_size, "num_threads": self.num_threads,
+                "timer": self.timer}
 
     @classmethod
     def from_dict(cls, d: dict) -> LatencyTable:
         blocks = {(int(s), int(i), int(k), e, int(r)): float(v) for s, i, k, e, r, v in d["blocks"]}
         return cls(blocks, {int(r): float(v) for r, v in d["fixed"]}, int(d["max_depth"]), int(d["batch_size"]),
-                   int(d["num_threads"]))
+                   int(d["num_threads"]), d.get("timer", "wall"))
 
     @classmethod
     def build(cls, net: nn.Module, batch_size: int = 1, warmup: int = 5, repeats: int = 20,
-              device: str | torch.device = "cpu", timer: Callable[[], float] = time.perf_counter) -> LatencyTable:
+              device: str | torch.device = "cpu", timer: str = "wall") -> LatencyTable:
         """Time every (stage, block, kernel, expand, resolution) choice of `net` (an OFASupernet) in isolation.
 
         For each (kernel, expand, resolution) one static sub-net with every block at that choice and full depth
         is exported; each block is timed on the input it receives there, the rest of the net as `fixed`.
         On a busy machine a whole-net wall time includes waits for the CPU that sub-millisecond block timings
-        escape; `timer=time.thread_time` (CPU time of this thread; 1 intra-op thread) compares like with like.
+        escape; `timer="thread_cpu"` (CPU time of this thread; 1 intra-op thread) compares like with like.
         """
         from .export import export_subnet
 
+        if timer not in TIMERS or (timer == "thread_cpu" and torch.device(device).type != "cpu"):
+            raise ValueError(f"LatencyTable.build: timer={timer!r} on {device}; allowed: {', '.join(TIMERS)} "
+                             "(thread_cpu on the CPU only: it does not see an accelerator's time)")
+        clock = TIMERS[timer]
         spec, space = net.spec, ArchSpace.full(net.spec)
         nblk, depth = spec.num_blocks, max(spec.depths)
         blocks: dict[tuple, float] = {}
@@ -129,10 +139,10 @@ class LatencyTable:
                     parts = _block_inputs(model, x)
                     for b, (blk, inp) in enumerate(parts):
                         blocks[(b // depth, b % depth, k, e, res)] = statistics.median(
-                            _timings(lambda blk=blk, inp=inp: blk(inp), inp, warmup, repeats, timer))
+                            _timings(lambda blk=blk, inp=inp: blk(inp), inp, warmup, repeats, clock))
                     if res not in fixed:
-                        fixed[res] = _fixed_latency(model, x, parts, warmup, repeats, timer)
-        return cls(blocks, fixed, depth, batch_size)
+                        fixed[res] = _fixed_latency(model, x, parts, warmup, repeats, clock)
+        return cls(blocks, fixed, depth, batch_size, timer=timer)
 
 
 def _block_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
@@ -174,17 +184,16 @@ def _fixed_latency(model: nn.Module, x: torch.Tensor, parts, warmup: int, repeat
 
 
 def table_error(table: LatencyTable, net: nn.Module, cfgs: Iterable[SubnetConfig], warmup: int = 5,
-                repeats: int = 20, timer: Callable[[], float] = time.perf_counter,
-                device: str | torch.device = "cpu") -> list[dict]:
-    """Per sub-net: predicted and measured latency (exported static model, table's batch size, on `device`) and
-    their relative error (predicted - measured) / measured. Use the `timer` and device the table was built with."""
+                repeats: int = 20, device: str | torch.device = "cpu") -> list[dict]:
+    """Per sub-net: predicted and measured latency (exported static model, table's batch size and timer, on
+    `device`) and their relative error (predicted - measured) / measured. Use the device the table was built on."""
     from .export import export_subnet
 
     spec, rows = net.spec, []
     for cfg in cfgs:
         model = export_subnet(net, cfg).to(device).eval()
         x = torch.randn(table.batch_size, spec.in_channels, *(cfg.resolution,) * spec.dims, device=device)
-        measured = measure_latency(model, x, warmup, repeats, timer)
+        measured = measure_latency(model, x, warmup, repeats, TIMERS[table.timer])
         pred = table.predict(cfg)
         rows.append({"config": str(cfg), "latency/predicted_s": pred, "latency/measured_s": measured,
                      "latency/rel_error": (pred - measured) / measured})

@@ -101,6 +101,10 @@ def test_latency_targets_with_a_flops_constraint_bound_the_search_and_the_width_
     assert target["ofa/target_metric"] == "latency_ms" and target["ofa/target_flops"] == flops_limit
     assert target["latency/b1_table_ms"] <= 0.6 * full_table_ms * (1 + 1e-9)
     assert target["flops/infer_per_sample"] <= flops_limit
+    # threads=1 and latency_timer=auto: the table times thread CPU, and its error is against the same clock
+    assert target["latency/table_timer"] == "thread_cpu"
+    assert target["latency/table_rel_error"] == pytest.approx(
+        (target["latency/b1_table_ms"] - target["latency/b1_cpu_ms"]) / target["latency/b1_cpu_ms"], rel=1e-12)
     assert target["ofa/constraints"] == f"flops<={flops_limit:.4g}, latency_ms<={0.6 * full_table_ms:.4g}"
 
 

@@ -71,6 +71,12 @@ class Job:
     table: FlopsTable
     recal: list[torch.Tensor]
 
+    @property
+    def latency_timer(self) -> str:
+        """method.latency_timer with auto resolved: thread CPU time at one intra-op thread, else wall time."""
+        timer = self.cfg.method.latency_timer
+        return timer if timer != "auto" else "thread_cpu" if torch.get_num_threads() == 1 else "wall"
+
     @cached_property
     def full_flops(self) -> int:
         return self.table.predict(ArchSpace.full(self.spec).largest())
@@ -174,7 +180,8 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
 
     def work() -> dict:
         with job.ctx.meter.window("latency_table") as w:
-            table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats)
+            table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats,
+                                       timer=job.latency_timer)
         atomic_write_json(path, table.to_dict())
         return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
                 "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
@@ -296,7 +303,7 @@ def width_multipliers(job: Job) -> None:
     """One full net per target, narrowed to <= the target's fraction of the full net's `method.target_metric` (for
     latency_ms both are measured here, whole-net, so a table's error cannot favour either side)."""
     cost_at, repeats = WIDTH_COSTS[job.cfg.method.target_metric], job.cfg.method.latency_repeats
-    cost = lambda m: cost_at(job.spec, m, repeats)  # noqa: E731
+    cost = lambda m: cost_at(job.spec, m, repeats, job.latency_timer)  # noqa: E731
     full = cost(1.0)
     for fraction in job.cfg.method.targets:
         multiplier, _ = width_multiplier_for(job.spec, fraction * full, cost)

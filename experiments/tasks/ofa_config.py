@@ -94,6 +94,7 @@ class SearchCfg:
 
 
 OFA_BASELINES = ("scratch_corners", "width_multiplier")
+LATENCY_TIMERS = ("auto", "wall", "thread_cpu")  # once_for_all.efficiency.TIMERS and auto
 OFA_COSTS = ("flops", "latency_ms")  # what a target or a constraint bounds: analytic FLOPs | the batch-1 latency table
 
 
@@ -136,6 +137,7 @@ class OFAMethodCfg:
     search: SearchCfg = field(default_factory=SearchCfg)
     baselines: list[str] = field(default_factory=lambda: list(OFA_BASELINES))
     latency_batch: int = 64  # latency is measured at batch 1 and at this batch
+    latency_timer: str = "auto"  # table and target latency: wall | thread_cpu | auto (thread_cpu at threads=1)
     latency_repeats: int = 30
 
     def __post_init__(self) -> None:
@@ -151,6 +153,8 @@ class OFAMethodCfg:
         _check(self.predictor_samples >= 10, "method.predictor_samples", self.predictor_samples, ">= 10")
         _check(0 < self.predictor_holdout < 1, "method.predictor_holdout", self.predictor_holdout, "(0, 1)")
         _check(self.target_metric in OFA_COSTS, "method.target_metric", self.target_metric, ", ".join(OFA_COSTS))
+        _check(self.latency_timer in LATENCY_TIMERS, "method.latency_timer", self.latency_timer,
+               ", ".join(LATENCY_TIMERS))
         bad = [b for b in self.baselines if b not in OFA_BASELINES]
         _check(not bad, "method.baselines", bad, ", ".join(OFA_BASELINES))
 
@@ -162,6 +166,8 @@ def check_ofa(cfg) -> None:
     from once_for_all.schedule import SCHEDULES
 
     _check(cfg.method.training in SCHEDULES, "method.training", cfg.method.training, ", ".join(SCHEDULES.names()))
+    _check(cfg.method.latency_timer != "thread_cpu" or cfg.threads == 1, "method.latency_timer",
+           f"thread_cpu with threads={cfg.threads}", "thread_cpu only with threads=1 (or auto, or wall)")
     spec = cfg.model.spec(in_channels=1, num_classes=2)  # the fewest channels and classes: a lower bound on FLOPs
     for i, phase in enumerate(cfg.method.phases):
         try:

@@ -12,7 +12,7 @@ import torch
 
 from once_for_all import ArchSpace, SubnetConfig, SupernetSpec
 from once_for_all.bn import recalibrate_bn
-from once_for_all.efficiency import energy_per_inference, measure_latency
+from once_for_all.efficiency import TIMERS, LatencyTable, energy_per_inference, measure_latency
 from once_for_all.export import export_subnet
 from once_for_all.flops import FlopsTable
 from once_for_all.supernet import OFASupernet, resize_input
@@ -63,9 +63,10 @@ def evaluate_subnet(net: OFASupernet, cfg: SubnetConfig, recal: list[torch.Tenso
 
 
 def deployment_costs(model: torch.nn.Module, spec: SupernetSpec, cfg: SubnetConfig, meter, *, batch: int,
-                     repeats: int, table=None) -> dict:
-    """FLOPs (analytic table), latency at batch 1 and `batch` (median), and energy per inference of an exported
-    sub-net on this machine; with a latency `table`, its prediction and relative error beside the measurement."""
+                     repeats: int, table: LatencyTable | None = None) -> dict:
+    """FLOPs (analytic table), wall latency at batch 1 and `batch` (median), and energy per inference of an
+    exported sub-net on this machine; with a latency `table`, its prediction and relative error against a
+    measurement with the table's timer (thread CPU time as well when the table used it)."""
     x1 = torch.randn(1, spec.in_channels, *(cfg.resolution,) * spec.dims)
     xb = x1.expand(batch, *x1.shape[1:]).contiguous()
     row = {
@@ -74,9 +75,13 @@ def deployment_costs(model: torch.nn.Module, spec: SupernetSpec, cfg: SubnetConf
         "latency/num_threads": torch.get_num_threads(),
     }
     if table is not None:
+        measured = row["latency/b1_ms"]
+        if table.timer == "thread_cpu":
+            measured = row["latency/b1_cpu_ms"] = 1e3 * measure_latency(model, x1, warmup=5, repeats=repeats,
+                                                                         timer=TIMERS["thread_cpu"])
         predicted = 1e3 * table.predict(cfg)
-        row |= {"latency/b1_table_ms": predicted,
-                "latency/table_rel_error": (predicted - row["latency/b1_ms"]) / row["latency/b1_ms"]}
+        row |= {"latency/b1_table_ms": predicted, "latency/table_timer": table.timer,
+                "latency/table_rel_error": (predicted - measured) / measured}
     energy = energy_per_inference(model, xb, meter, repeats=max(10, repeats), name="inference")
     row |= {"infer/joules_per_sample": energy["energy/joules_per_sample"],
             "infer/energy_method": energy["energy/method"], "infer/energy_estimated": energy["energy/estimated"]}
@@ -93,23 +98,23 @@ def scaled_spec(spec: SupernetSpec, multiplier: float) -> SupernetSpec:
                    resolutions=(max(spec.resolutions),))
 
 
-def full_net_flops(spec: SupernetSpec, multiplier: float, repeats: int = 0) -> int:
-    """Analytic FLOPs of the full network at width `multiplier` (`repeats`: unused, the signature of WIDTH_COSTS)."""
+def full_net_flops(spec: SupernetSpec, multiplier: float, repeats: int = 0, timer: str = "wall") -> int:
+    """Analytic FLOPs of the full network at width `multiplier` (`repeats`, `timer`: unused; WIDTH_COSTS' signature)."""
     s = scaled_spec(spec, multiplier)
     return FlopsTable(s).predict(ArchSpace.full(s).largest())
 
 
-def full_net_latency_ms(spec: SupernetSpec, multiplier: float, repeats: int = 30) -> float:
-    """Measured batch-1 latency (median, ms) of the full network at width `multiplier`, exported, on this machine
-    (the weights are a fresh init: latency does not depend on their values)."""
+def full_net_latency_ms(spec: SupernetSpec, multiplier: float, repeats: int = 30, timer: str = "wall") -> float:
+    """Measured batch-1 latency (median, ms, a TIMERS `timer`) of the full network at width `multiplier`, exported,
+    on this machine (the weights are a fresh init: latency does not depend on their values)."""
     s = scaled_spec(spec, multiplier)
     model = export_subnet(OFASupernet(s), ArchSpace.full(s).largest()).eval()
     x = torch.randn(1, s.in_channels, *(max(s.resolutions),) * s.dims)
-    return 1e3 * measure_latency(model, x, warmup=5, repeats=repeats)
+    return 1e3 * measure_latency(model, x, warmup=5, repeats=repeats, timer=TIMERS[timer])
 
 
 # method.target_metric -> the cost of the full net at width multiplier m, for the width-multiplier baseline
-WIDTH_COSTS: dict[str, Callable[[SupernetSpec, float, int], float]] = {"flops": full_net_flops, "latency_ms": full_net_latency_ms}
+WIDTH_COSTS: dict[str, Callable[[SupernetSpec, float, int, str], float]] = {"flops": full_net_flops, "latency_ms": full_net_latency_ms}
 
 
 def width_multiplier_for(spec: SupernetSpec, budget: float, cost: Callable[[float], float] | None = None,

@@ -1,6 +1,7 @@
 import itertools
 import json
 import random
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from meter import Measurement, Meter, MeterConfig
-from once_for_all.efficiency import LatencyTable, energy_per_inference, measure_latency, table_error
+from once_for_all.efficiency import TIMERS, LatencyTable, energy_per_inference, measure_latency, table_error
 from once_for_all.space import ArchSpace
 from once_for_all.supernet import OFASupernet
 from tests.once_for_all.ofa_testutils import SPEC_1D
@@ -84,3 +85,27 @@ def test_energy_with_a_disabled_meter_is_never_called_measured():
     with Meter(MeterConfig(enabled=False)) as meter:
         row = energy_per_inference(nn.Linear(2, 2), torch.zeros(4, 2), meter, repeats=2)
     assert row["energy/method"] == "disabled" and row["energy/estimated"]
+
+
+class Sleeper(nn.Module):
+    def forward(self, x):
+        time.sleep(0.02)
+        return x
+
+
+def test_thread_cpu_timer_leaves_out_waiting_and_wall_does_not():
+    """What the thread_cpu timer is for: time the thread spends off the CPU (here a sleep, on a shared machine
+    waiting for a core) is not latency it caused."""
+    x = torch.zeros(1, 2)
+    assert measure_latency(Sleeper(), x, warmup=0, repeats=3, timer=TIMERS["wall"]) >= 0.02
+    assert measure_latency(Sleeper(), x, warmup=0, repeats=3, timer=TIMERS["thread_cpu"]) < 0.01
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_table_remembers_its_timer_and_refuses_unknown_ones():
+    table = LatencyTable.build(OFASupernet(SPEC_1D), warmup=0, repeats=1, timer="thread_cpu")
+    assert table.timer == "thread_cpu" and LatencyTable.from_dict(table.to_dict()) == table
+    legacy = {k: v for k, v in table.to_dict().items() if k != "timer"}  # tables written before the field
+    assert LatencyTable.from_dict(legacy).timer == "wall"
+    with pytest.raises(ValueError, match="timer='cpu'.*allowed: wall, thread_cpu"):
+        LatencyTable.build(OFASupernet(SPEC_1D), warmup=0, repeats=1, timer="cpu")
