@@ -59,9 +59,12 @@ def count_flops(
     """Count FLOPs of `model(*inputs)`; with `loss_fn`, also of `loss_fn(out).backward()`.
 
     Runs on a deep copy, so the caller's gradients, buffers (e.g. BatchNorm statistics) and RNG-free state are
-    untouched and counting never perturbs training.
+    untouched and counting never perturbs training. Without `loss_fn` the count is of an inference, so the copy
+    runs in eval mode (train-mode BatchNorm cannot run one sample whose feature maps shrink to 1x1).
     """
     model = copy.deepcopy(model)
+    if loss_fn is None:
+        model.eval()
     root_name = type(model).__name__
     with FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as fwd_mode:
         out = model(*inputs)

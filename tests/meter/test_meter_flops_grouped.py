@@ -21,3 +21,13 @@ def test_dense_conv_backward_unchanged():
     c = count_flops(conv, (x,), lambda out: out.sum())
     assert c.forward == 2 * 8 * 3 * 9 * 25
     assert c.backward == 2 * c.forward
+
+
+def test_an_inference_count_runs_in_eval_mode_and_leaves_the_model_as_it_was():
+    """One sample through a net whose maps reach 1x1: train-mode BatchNorm raises, an inference count does not."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2)).train()
+    x = torch.randn(1, 3, 3, 3)  # -> [1, 4, 1, 1]
+    count = count_flops(net, (x,))
+    assert count.forward == 2 * (4 * 3 * 3 * 3) + 2 * 4 * 2 and count.backward == 0  # conv + linear MACs x 2
+    assert net.training and int(net[1].num_batches_tracked) == 0
