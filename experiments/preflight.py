@@ -84,8 +84,10 @@ def _compose(overrides: list[str]) -> DictConfig:
     """Hydra's compose; its errors (and the plain ValueErrors some overrides raise) become ConfigErrors."""
     try:
         return compose("config", overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise suggest.from_hydra(e) or ConfigError(" ".join(str(e).split())) from None
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
+        # A group given a value none of its files has (debug=0, debug=[1]) makes Hydra fail without naming it.
+        raise (suggest.group_override(overrides, CONF_DIR) or suggest.from_hydra(e)
+               or ConfigError(" ".join(str(e).split()))) from None
 
 
 def check(overrides: list[str], multirun: bool = False, config_only: bool = False) -> None:

@@ -79,6 +79,22 @@ def non_finite(obj, prefix: str = "") -> None:
             non_finite(value, f"{prefix[:-1]}[{i}].")
 
 
+def group_override(overrides: Iterable[str], conf_dir) -> ConfigError | None:
+    """The first `group=value` override whose value is not one of the group's files (Hydra's own message for
+    `debug=0` names neither the group nor the choices)."""
+    from pathlib import Path
+
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        group = Path(conf_dir) / key
+        if group.is_dir():
+            options = [p.stem for p in group.glob("*.yaml")]
+            chosen = [v.strip() for v in value.strip("[]").split(",")] if value.startswith("[") else [value]
+            if bad := [v for v in chosen if v not in options]:
+                return unknown_option(key, bad[0], options)
+    return None
+
+
 def from_hydra(error: BaseException) -> ConfigError | None:
     """A one-line ConfigError for a Hydra/OmegaConf composition error, or None if `error` is not one."""
     from hydra.errors import HydraException, MissingConfigException

@@ -43,6 +43,8 @@ def test_exit_codes_are_distinct_and_requeue_keeps_its_code():
     ("optim.lr=inf", "optim.lr=inf is invalid; allowed: a finite number"),
     ("optim.lr=nan", "optim.lr=nan"),
     ("method.prune_fraction=1.5", "method.prune_fraction=1.5"),
+    ("debug=0", "debug='0' is not an option of `debug`; choices: fast, limit, overfit"),  # Hydra: "Got int"
+    ("debug=[1]", "debug='1' is not an option of `debug`"),  # Hydra: a TypeError deep in its defaults list
 ])
 def test_config_errors_exit_2_with_one_line_naming_the_key(monkeypatch, capsys, override, message):
     code, err = cli(monkeypatch, capsys, [*FAST, override])
