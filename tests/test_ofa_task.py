@@ -1,6 +1,7 @@
 """The once-for-all task through the runner: config errors at compose time, one row per unit with the contract
 keys, searched sub-nets within their budgets, exported files that reproduce the rows, and exact resume."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import experiments.run as runner
+import experiments.tasks.ofa as ofa_task
 from experiments.config import ConfigError, validate
 from experiments.records import ROW_KEYS, undocumented_keys
 from once_for_all import SubnetConfig
@@ -135,3 +137,32 @@ def test_resume_after_sigkill_in_a_ps_phase_is_bit_identical(tmp_path):
     a = torch.load(tmp_path / "full" / "supernet" / "final.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "supernet" / "final.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert epoch_rows(tmp_path / "killed") == epoch_rows(tmp_path / "full")  # each epoch's row exactly once
+
+
+def epoch_rows(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["unit"], r["phase"], r["epoch"], r["train/loss"]) for r in rows if "unit" in r]
+
+
+def test_a_kill_between_an_epoch_row_and_its_checkpoint_logs_that_row_once(tmp_path, monkeypatch):
+    """The third checkpoint save of the supernet dies (as a SIGKILL would) after epoch 2's row was logged; the rerun
+    cuts the log back to the last checkpoint's position and logs epoch 2 again: every epoch's row once, in order."""
+    overrides = [*TINY, *ONE_EPOCH, "method.phases.0.epochs=3", "method.baselines=[]", "method.targets=[1.0]"]
+    real_save, calls = ofa_task.save_checkpoint, []
+
+    def dying_save(path, state):
+        calls.append(path)
+        if path.parent.name == "supernet" and path.name == "checkpoint.pt" and len(calls) == 3:
+            raise KeyboardInterrupt("killed between the row and the checkpoint")
+        real_save(path, state)
+
+    monkeypatch.setattr(ofa_task, "save_checkpoint", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_job(compose(overrides), tmp_path / "killed")
+    assert [p for u, p, e, _ in epoch_rows(tmp_path / "killed")] == ["full"] * 3  # epoch 2 logged, not saved
+    monkeypatch.setattr(ofa_task, "save_checkpoint", real_save)
+    runner.run_job(compose(overrides), tmp_path / "killed")
+    logged = [(u, p, e) for u, p, e, _ in epoch_rows(tmp_path / "killed")]
+    assert logged == [("supernet", "full", e) for e in (1, 2, 3)] + [  # epochs done when the row is logged
+        ("supernet", p.name, 1) for p in compose(overrides).method.phases[1:]]

@@ -90,16 +90,19 @@ class Job:
 
 
 def resumable(job: Job, unit_dir: Path, tag: str) -> tuple[dict | None, Callable[[dict], None]]:
-    """(state to resume from or None, the epoch-end hook that checkpoints and honours preemption/carbon plans)."""
+    """(state to resume from or None, the epoch-end hook that logs the epoch's row, checkpoints with the log's
+    position and honours preemption/carbon plans). On resume the log is cut back to the checkpoint's position, and
+    on a fresh start to before this unit's rows (`tag` names one unit), so each epoch row appears once."""
     path = unit_dir / "checkpoint.pt"
     state = load_latest(path) if exists(path) else None
+    job.ctx.logger.start_unit(tag, None if state is None else state.get("log_position"))
 
     def on_epoch_end(s: dict) -> None:
-        if distributed.is_main():
-            save_checkpoint(path, s)
         last = s["history"][-1] if s["history"] else {}
         job.ctx.logger.log({"unit": tag, "phase": s["phase"], "epoch": s["epoch"], "train/loss": last.get("loss")},
                            s["step"])
+        if distributed.is_main():
+            save_checkpoint(path, {**s, "log_position": job.ctx.logger.position()})
         if job.ctx.preemption.requested:
             raise Preempted(job.ctx.preemption.signum, s["step"])
         carbon_gate(job.ctx.carbon_plan, s["step"], tag)
@@ -265,7 +268,7 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
     def work() -> dict:
         torch.manual_seed(job.cfg.seed + 1 + int(cfg.key(), 16) % 10_000)
         model = export_subnet(OFASupernet(spec), cfg)
-        state, hook = resumable(job, unit_dir, kind)
+        state, hook = resumable(job, unit_dir, f"{kind}/{unit_dir.name}")
         batches = _at(job.batches(), cfg.resolution)
         o = job.cfg.optim  # an epoch budget, or a step budget rounded up to whole epochs
         epochs = o.epochs if o.epochs is not None else -(-o.steps // len(batches))
