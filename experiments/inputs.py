@@ -1,6 +1,7 @@
 """Input checks run before a run touches its folder: each names the missing or unusable file and what to do.
 
-One check per data name (`INPUT_CHECKS`); data generated in memory (mnist1d, clustered, needle) needs none.
+One check per data name (`INPUT_CHECKS`); data generated in memory (mnist1d, clustered, needle) needs none. A
+method that reads files of its own (an earlier run's weights) registers a check in `METHOD_INPUT_CHECKS`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from experiments.errors import InputError
 from meter.registry import Registry
 
 INPUT_CHECKS: Registry = Registry("input check")
+METHOD_INPUT_CHECKS: Registry = Registry("method input check")  # method name -> check(cfg)
 
 
 def _require_files(folder: Path, files: tuple[str, ...], what: str, where: str) -> None:
@@ -87,6 +89,8 @@ def check_inputs(cfg) -> None:
     """Raise InputError naming the first missing or unusable input of the validated config `cfg`."""
     if cfg.data.name in INPUT_CHECKS:
         INPUT_CHECKS.get(cfg.data.name)(cfg)
+    if cfg.method.name in METHOD_INPUT_CHECKS:
+        METHOD_INPUT_CHECKS.get(cfg.method.name)(cfg)
     trace = getattr(cfg.meter, "intensity_trace", None)
     if trace:
         from meter.intensity import TraceIntensity

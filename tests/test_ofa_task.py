@@ -10,10 +10,13 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import experiments.run as runner
 import experiments.tasks.ofa as ofa_task
 from experiments.config import ConfigError, validate
+from experiments.errors import InputError
+from experiments.inputs import check_inputs
 from experiments.records import ROW_KEYS, undocumented_keys
 from once_for_all import SubnetConfig
 from once_for_all.export import load_subnet
@@ -61,6 +64,16 @@ def test_unknown_constraint_fails_naming_the_key():
         validate(compose([*TINY, "method.constraints.joules=1.0"]))
 
 
+def test_supernet_from_must_be_a_finished_supernet_of_the_same_space(tmp_path):
+    with pytest.raises(InputError, match=r"method\.supernet_from=.*supernet/final\.pt does not exist"):
+        check_inputs(validate(compose([*TINY, f"method.supernet_from={tmp_path}"])))
+    (tmp_path / "supernet").mkdir()
+    (tmp_path / "supernet" / "final.pt").write_bytes(b"")
+    OmegaConf.save(compose([*TINY, "model.stage_widths=[8,16]"]), tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"trained with model\.stage_widths=\[8, 16\], not \[8, 12\]"):
+        check_inputs(validate(compose([*TINY, f"method.supernet_from={tmp_path}"])))
+
+
 def test_unknown_phase_dimension_fails_before_any_work():
     with pytest.raises(ConfigError, match=r"method\.phases\[1\].*unknown key.*width"):
         validate(compose([*TINY, "+method.phases.1.width=[2]"]))
@@ -88,6 +101,19 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     # A rerun in the same folder skips every finished unit and returns the same rows.
     again = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
     assert [r["acc/test"] for r in again] == [r["acc/test"] for r in rows]
+    # Specialising the trained supernet for a new budget in another folder trains nothing and reuses its weights.
+    other = tmp_path / "specialised"
+    more = runner.run_job(compose([*TINY, *ONE_EPOCH, f"method.supernet_from={tmp_path}", "method.targets=[0.4]",
+                                   "method.baselines=[]"]), other)
+    mine = rows_by_kind(more)
+    (sup,) = mine["supernet"]
+    assert sup["flops/train_total"] == 0 and sup["ofa/supernet_from"] == str(tmp_path.resolve())
+    assert sup["acc/test"] == kinds["supernet"][0]["acc/test"]  # same weights, same recalibration set
+    a, b = (torch.load(d / "supernet" / "final.pt", weights_only=True)["model"] for d in (tmp_path, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (other / "metrics.jsonl").read_text().count('"unit": "supernet"')  # no training epochs logged
+    (target,) = mine["ofa_target"]
+    assert target["ofa/target_fraction"] == 0.4 and target["flops/infer_per_sample"] <= 0.4 * full
 
 
 def test_latency_targets_with_a_flops_constraint_bound_the_search_and_the_width_baseline(tmp_path):

@@ -234,7 +234,10 @@ TABLES.register("ofa_search")(TableSpec(
 
 def derive_cost(rows: list[dict]) -> list[dict]:
     """Per seed and N: the OFA pipeline (fixed units + N searches) vs N models trained from scratch (the mean
-    width-multiplier training cost), in energy, CO2e and wall time."""
+    width-multiplier training cost), in energy, CO2e and wall time. Jobs that specialised another job's supernet
+    (method.supernet_from) are left out: their pipeline did not pay for it."""
+    reused = {r.get("job_dir") for r in of_kind(rows, "supernet") if r.get("ofa/supernet_from")}
+    rows = [r for r in rows if r.get("job_dir") not in reused]
     out = []
     for seed in sorted({r.get("seed") for r in of_kind(rows, "supernet", PS)}):
         mine = [r for r in rows if r.get("seed") == seed and r.get("ofa/training") == PS]

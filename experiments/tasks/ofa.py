@@ -138,6 +138,9 @@ def train_supernet(job: Job) -> OFASupernet:
     net = OFASupernet(job.spec)
     final = unit_dir / "final.pt"
 
+    def reuse() -> dict:
+        return reused_supernet(job, net, final)
+
     def work() -> dict:
         state, hook = resumable(job, unit_dir, "supernet")
         m = job.cfg.method
@@ -158,9 +161,24 @@ def train_supernet(job: Job) -> OFASupernet:
                 "flops/train_total": sum(r["counters"]["flops_train"] for r in results), **per_phase,
                 **measured(results).row()}
 
-    run_unit(unit_dir, job.ctx, work)
+    run_unit(unit_dir, job.ctx, reuse if job.cfg.method.supernet_from else work)
     net.load_state_dict(load_checkpoint(final)["model"])
     return net
+
+
+def reused_supernet(job: Job, net: OFASupernet, final: Path) -> dict:
+    """The supernet of the job in `method.supernet_from`, copied in and tested; trains nothing (its row carries no
+    training cost: that stays with the job that trained it)."""
+    source = Path(job.cfg.method.supernet_from)
+    net.load_state_dict(load_checkpoint(source / "supernet" / "final.pt")["model"])
+    if distributed.is_main():
+        save_checkpoint(final, {"model": net.state_dict()})
+    largest = ArchSpace.full(job.spec).largest()
+    with job.ctx.meter.window("eval") as w:
+        acc = evaluate_subnet(net, largest, job.recal, job.data.x_test, job.data.y_test)
+    net.load_state_dict(load_checkpoint(final)["model"])
+    return {**base_row(job, "supernet", largest, export_subnet(net, largest)), "acc/test": acc,
+            "flops/train_total": 0, "ofa/supernet_from": str(source.resolve()), **w.row()}
 
 
 def evaluate_corners(job: Job, net: OFASupernet, latency: LatencyTable) -> None:

@@ -8,8 +8,11 @@ calls at validation time, before any work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
+from experiments.errors import InputError
+from experiments.inputs import METHOD_INPUT_CHECKS
 from experiments.schema import ConfigError, cross_check, schema
 from experiments.schema import check as _check
 
@@ -137,6 +140,7 @@ class OFAMethodCfg:
     search: SearchCfg = field(default_factory=SearchCfg)
     baselines: list[str] = field(default_factory=lambda: list(OFA_BASELINES))
     latency_batch: int = 64  # latency is measured at batch 1 and at this batch
+    supernet_from: Optional[str] = None  # an earlier ofa job folder: specialise its trained supernet, train none
     latency_timer: str = "auto"  # table and target latency: wall | thread_cpu | auto (thread_cpu at threads=1)
     latency_repeats: int = 30
 
@@ -181,6 +185,29 @@ def check_ofa(cfg) -> None:
         cheapest = FlopsTable(spec).predict(ArchSpace.full(spec).smallest())
         _check(cfg.method.constraints.flops >= cheapest, "method.constraints.flops", cfg.method.constraints.flops,
                f">= {cheapest} (the smallest sub-net's FLOPs, at least); the constraint is infeasible")
+
+
+@METHOD_INPUT_CHECKS.register("ofa")
+def check_supernet_source(cfg) -> None:
+    """method.supernet_from must be a finished supernet of the same space and data (else nothing to specialise)."""
+    source = cfg.method.supernet_from
+    if not source:
+        return
+    folder = Path(source)
+    for needed in ("supernet/final.pt", "config.yaml"):
+        if not (folder / needed).is_file():
+            raise InputError(f"method.supernet_from={source!r}: {folder / needed} does not exist; give the folder of "
+                             "an ofa job whose supernet unit finished")
+    from omegaconf import OmegaConf
+
+    theirs = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+    ours = {"model": vars(cfg.model), "data": vars(cfg.data)}
+    for group, keys in (("model", list(vars(cfg.model))), ("data", ["name"])):
+        for key in keys:
+            mine, other = ours[group][key], theirs.get(group, {}).get(key, ours[group][key])
+            if (list(mine) if isinstance(mine, (list, tuple)) else mine) != other:
+                raise ConfigError(f"method.supernet_from={source!r} holds a supernet trained with {group}.{key}="
+                                  f"{other!r}, not {mine!r}; specialise it with the same {group} config")
 
 
 def to_phase(p: PhaseCfg):
