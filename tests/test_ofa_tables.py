@@ -96,6 +96,8 @@ def test_search_rows_exact(tmp_path, capsys):
     assert float(searched[0]["latency/abs_error_pct/mean"]) == pytest.approx(5.0)
     assert float(searched[0]["flops/b/mean"]) == pytest.approx(1950)
     assert "RMSE 0.80 points, tau 0.70" in md
+    assert float(searched[0]["acc/val/mean"]) == pytest.approx(80.5)
+    assert "predicted minus measured validation accuracy: mean +0.50 points" in md
 
 
 @pytest.mark.parametrize("fixture, start, ok", [

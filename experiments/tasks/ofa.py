@@ -269,13 +269,15 @@ def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency
                 recalibrate(net, job.recal, cfg.resolution)
                 model = export_subnet(net, cfg)
                 acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
+                val = accuracy(model, job.data.x_val, job.data.y_val, cfg.resolution)  # what was predicted
                 save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
                 row = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
                                        repeats=job.cfg.method.latency_repeats, table=latency)
             return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
                     "ofa/target_metric": job.cfg.method.target_metric, "ofa/target_flops": limits.get("flops"),
                     "ofa/constraints": ", ".join(f"{k}<={v:.4g}" for k, v in sorted(limits.items())),
-                    "acc/test": acc, "acc/predicted_val": predicted, "flops/train_total": 0, **row, **w.row()}
+                    "acc/test": acc, "acc/val": val, "acc/predicted_val": predicted, "flops/train_total": 0, **row,
+                    **w.row()}
 
         run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)
 
