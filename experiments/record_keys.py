@@ -99,6 +99,7 @@ RECORD_KEYS: dict[str, str] = {
     "ofa/training": "the supernet's schedule: progressive (shrinking), no_ps or sandwich",
     "ofa/subnet": "the sub-net config string (SubnetConfig.parse reads it back)",
     "ofa/supernet_from": "the job folder whose trained supernet this job specialised (method.supernet_from)",
+    "ofa/predictor_from": "the job folder whose accuracy predictor this job reused (with method.supernet_from)",
     "ofa/corner": "corner name: depth-expand-kernel each at min or max",
     "ofa/target_fraction": "the target as a fraction of the full net's cost in ofa/target_metric",
     "ofa/target_metric": "what a target bounds: flops (analytic) or latency_ms (batch-1 latency table)",

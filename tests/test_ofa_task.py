@@ -114,6 +114,9 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     a, b = (torch.load(d / "supernet" / "final.pt", weights_only=True)["model"] for d in (tmp_path, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (other / "metrics.jsonl").read_text().count('"unit": "supernet"')  # no training epochs logged
+    (pred,) = mine["predictor"]  # the source's predictor, its held-out error and none of its cost
+    assert pred["ofa/predictor_from"] == str(tmp_path.resolve())
+    assert pred["predictor/rmse_points"] == kinds["predictor"][0]["predictor/rmse_points"]
     (target,) = mine["ofa_target"]
     assert target["ofa/target_fraction"] == 0.4 and target["flops/infer_per_sample"] <= 0.4 * full
 

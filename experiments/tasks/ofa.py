@@ -212,7 +212,8 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
 
 
 def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
-    """N distinct random sub-nets, recalibrated and scored on the validation split (never the test split)."""
+    """N distinct random sub-nets, recalibrated and scored on the validation split (never the test split); with
+    `method.supernet_from`, that job's predictor when it has one."""
     unit_dir = job.ctx.job_dir / "predictor"
     space, m = ArchSpace.full(job.spec), job.cfg.method
     predictor = AccuracyPredictor(space.encoding_size)
@@ -235,7 +236,20 @@ def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
                 "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
                 "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()), **w.row()}
 
-    run_unit(unit_dir, job.ctx, work)
+    def reuse() -> dict:
+        """The predictor of the job in `method.supernet_from`: fitted to that same supernet, so only searching is
+        left to pay for here (its row repeats the source's held-out error, and none of its cost)."""
+        save_checkpoint(unit_dir / "predictor.pt", load_checkpoint(source / "predictor" / "predictor.pt"))
+        stored = read_json(source / "predictor" / "result.json")["row"]
+        with job.ctx.meter.window("predictor") as w:
+            pass
+        return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
+                **{k: v for k, v in stored.items() if k.startswith("predictor/")},
+                "ofa/predictor_from": str(source.resolve()), **w.row()}
+
+    source = Path(m.supernet_from) if m.supernet_from else None
+    reusable = source is not None and (source / "predictor" / "result.json").is_file()
+    run_unit(unit_dir, job.ctx, reuse if reusable else work)
     predictor.load_state_dict(load_checkpoint(unit_dir / "predictor.pt")["model"])
     return predictor
 
