@@ -10,6 +10,7 @@ an unfinished training from its last epoch checkpoint), one row per unit:
   scratch/<corner>/    the corner architectures trained from scratch (baseline)                  kind scratch_corner
   width/t<frac>/       the full net at the width multiplier of <= that cost, from scratch        kind width_multiplier
 Specialisation trains nothing: its rows carry `flops/train_total` 0 and the energy of search and evaluation.
+With `method.supernet_from`, the supernet and predictor units copy an earlier job's instead of training them.
 """
 
 from __future__ import annotations
