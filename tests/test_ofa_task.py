@@ -20,6 +20,7 @@ from experiments.errors import InputError
 from experiments.inputs import check_inputs
 from experiments.loggers import LocalLogger
 from experiments.records import ROW_KEYS, undocumented_keys
+from experiments.tasks.ofa_eval import width_multiplier_for
 from once_for_all import SubnetConfig
 from once_for_all.export import load_subnet
 from tests.helpers import ROOT, compose
@@ -121,10 +122,19 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     assert target["ofa/target_fraction"] == 0.4 and target["flops/infer_per_sample"] <= 0.4 * full
 
 
-def test_latency_targets_with_a_flops_constraint_bound_the_search_and_the_width_baseline(tmp_path):
-    """method.target_metric=latency_ms: each searched sub-net's table latency is within its fraction of the full
-    net's, every sub-net also meets the absolute FLOPs constraint, and the width-multiplier baseline is picked by
-    its measured latency."""
+def synthetic_latency_table(cls, net, batch_size=1, warmup=5, repeats=20, device="cpu", timer="wall"):
+    """A LatencyTable that grows with kernel, expand ratio and resolution, without timing anything: search results
+    must not depend on how busy the machine is."""
+    spec, depth = net.spec, max(net.spec.depths)
+    blocks = {(s, i, k, e, r): 1e-5 * k * e * r / 40 for s in range(spec.num_stages) for i in range(depth)
+              for k in spec.kernel_sizes for e in spec.expand_ratios for r in spec.resolutions}
+    return cls(blocks, {r: 1e-4 for r in spec.resolutions}, depth, batch_size, timer=timer)
+
+
+def test_latency_targets_with_a_flops_constraint_bound_the_search(tmp_path, monkeypatch):
+    """method.target_metric=latency_ms: the searched sub-net's table latency is within its fraction of the full
+    net's, and it also meets the absolute FLOPs constraint (a synthetic table: the search is what is tested)."""
+    monkeypatch.setattr(ofa_task.LatencyTable, "build", classmethod(synthetic_latency_table))
     flops_limit = 160_000  # the smallest sub-net of TINY: 138,272 FLOPs
     rows = runner.run_job(compose([*TINY, *ONE_EPOCH, "method.target_metric=latency_ms", "method.targets=[0.6]",
                                    f"method.constraints.flops={flops_limit}", "method.baselines=[]"]), tmp_path)
@@ -174,6 +184,14 @@ def test_resume_after_sigkill_in_a_ps_phase_is_bit_identical(tmp_path):
 def epoch_rows(run_dir):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [(r["unit"], r["phase"], r["epoch"], r["train/loss"]) for r in rows if "unit" in r]
+
+
+def test_width_multiplier_is_the_largest_within_budget_of_any_growing_cost():
+    spec = validate(compose(TINY)).model.spec(in_channels=1, num_classes=10)
+    m, cost = width_multiplier_for(spec, 37.0, cost=lambda m: 100 * m)  # e.g. a measured latency
+    assert cost <= 37.0 and 0.37 - 1e-3 <= m <= 0.37
+    with pytest.raises(ValueError, match="no width multiplier fits a cost of 0.05; the cheapest"):
+        width_multiplier_for(spec, 0.05, cost=lambda m: 100 * m)
 
 
 def test_a_kill_between_an_epoch_row_and_its_checkpoint_logs_that_row_once(tmp_path):
