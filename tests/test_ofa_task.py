@@ -137,7 +137,8 @@ def test_latency_targets_with_a_flops_constraint_bound_the_search(tmp_path, monk
     monkeypatch.setattr(ofa_task.LatencyTable, "build", classmethod(synthetic_latency_table))
     flops_limit = 160_000  # the smallest sub-net of TINY: 138,272 FLOPs
     rows = runner.run_job(compose([*TINY, *ONE_EPOCH, "method.target_metric=latency_ms", "method.targets=[0.6]",
-                                   f"method.constraints.flops={flops_limit}", "method.baselines=[]"]), tmp_path)
+                                   f"method.constraints.flops={flops_limit}", "method.baselines=[]",
+                                   "method.latency_timer=auto"]), tmp_path)
     kinds = rows_by_kind(rows)
     (target,) = kinds["ofa_target"]
     full_table_ms = kinds["ofa_corner"][-1]["latency/b1_table_ms"]  # corners come by FLOPs; the last is the largest

@@ -141,7 +141,9 @@ class OFAMethodCfg:
     baselines: list[str] = field(default_factory=lambda: list(OFA_BASELINES))
     latency_batch: int = 64  # latency is measured at batch 1 and at this batch
     supernet_from: Optional[str] = None  # an earlier ofa job folder: specialise its trained supernet, train none
-    latency_timer: str = "auto"  # table and target latency: wall | thread_cpu | auto (thread_cpu at threads=1)
+    # table and target latency: wall | thread_cpu (no waits for a busy CPU; reads ~14% low on an idle one, see
+    # benchmarks/ofa_latency_table.py) | auto (thread_cpu at threads=1, else wall)
+    latency_timer: str = "wall"
     latency_repeats: int = 30
 
     def __post_init__(self) -> None:
