@@ -15,6 +15,7 @@ With `method.supernet_from`, the supernet and predictor units copy an earlier jo
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -341,7 +342,7 @@ def width_multipliers(job: Job) -> None:
     """One full net per target, narrowed to <= the target's fraction of the full net's `method.target_metric` (for
     latency_ms both are measured here, whole-net, so a table's error cannot favour either side)."""
     cost_at, repeats = WIDTH_COSTS[job.cfg.method.target_metric], job.cfg.method.latency_repeats
-    cost = lambda m: cost_at(job.spec, m, repeats, job.latency_timer)  # noqa: E731
+    cost = functools.cache(lambda m: cost_at(job.spec, m, repeats, job.latency_timer))  # m=1.0 serves every target
     full = cost(1.0)
     for fraction in job.cfg.method.targets:
         multiplier, _ = width_multiplier_for(job.spec, fraction * full, cost)

@@ -124,11 +124,15 @@ def width_multiplier_for(spec: SupernetSpec, budget: float, cost: Callable[[floa
     reachable cost when none fits."""
     cost = cost or (lambda m: full_net_flops(spec, m))
     lo, hi = 1e-3, 1.0
-    if cost(lo) > budget:
-        raise ValueError(f"no width multiplier fits a cost of {budget:.4g}; the cheapest (m={lo}) costs {cost(lo):.4g}")
-    if cost(hi) <= budget:
-        return hi, cost(hi)
+    lo_cost = cost(lo)  # each multiplier is priced once: a measured cost would differ on a second call
+    if lo_cost > budget:
+        raise ValueError(f"no width multiplier fits a cost of {budget:.4g}; the cheapest (m={lo}) costs {lo_cost:.4g}")
+    if (hi_cost := cost(hi)) <= budget:
+        return hi, hi_cost
     while hi - lo > tolerance:
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
-    return lo, cost(lo)
+        if (mid_cost := cost(mid)) <= budget:
+            lo, lo_cost = mid, mid_cost
+        else:
+            hi = mid
+    return lo, lo_cost
