@@ -43,6 +43,7 @@ def process_group():
     dist.init_process_group(backend=backend)
     try:
         yield
+        dist.barrier()  # rank 0 may still be writing records; tearing gloo down under a busy peer can abort it
     finally:
         dist.destroy_process_group()
 

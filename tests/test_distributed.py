@@ -48,6 +48,7 @@ def _worker(rank, world, port, out):
     losses, state = _train()
     if rank == 0:
         torch.save({"losses": losses, "state": state}, out)
+    dist.barrier()  # no rank tears gloo down while a peer is still working (a SIGABRT in CI once)
     dist.destroy_process_group()
 
 
@@ -100,6 +101,7 @@ def _sum_worker(rank, world, port, out):
     total = sum_measurement(m)
     if rank == 0:
         torch.save(total.to_dict(), out)
+    dist.barrier()
     dist.destroy_process_group()
 
 
