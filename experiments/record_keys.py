@@ -100,13 +100,17 @@ RECORD_KEYS: dict[str, str] = {
     "ofa/subnet": "the sub-net config string (SubnetConfig.parse reads it back)",
     "ofa/supernet_from": "the job folder whose trained supernet this job specialised (method.supernet_from)",
     "ofa/predictor_from": "the job folder whose accuracy predictor this job reused (with method.supernet_from)",
+    "ofa/predictor_data_from": "the job folder whose measured sub-nets this job's predictor was fitted to (with "
+                               "method.supernet_from and other predictor settings)",
     "ofa/corner": "corner name: depth-expand-kernel each at min or max",
     "ofa/target_fraction": "the target as a fraction of the full net's cost in ofa/target_metric",
     "ofa/target_metric": "what a target bounds: flops (analytic) or latency_ms (batch-1 latency table)",
     "ofa/target_flops": "the FLOPs limit of the search (null when FLOPs were not bounded)",
     "ofa/constraints": "every limit the search ran under, e.g. `flops<=9.3e+05, latency_ms<=2`",
     "ofa/width_multiplier": "width multiplier of the from-scratch baseline",
-    "acc/predicted_val": "the accuracy predictor's validation accuracy for the searched sub-net",
+    "acc/predicted_val": "the accuracy predictor's validation accuracy for the searched sub-net (ensemble mean)",
+    "acc/predicted_val_std": "the predictor ensemble's std there (null with one member)",
+    "search/uncertainty_penalty": "the search ranked by predicted mean - this x ensemble std (0: the mean)",
     "flops/fraction_of_full": "flops/infer_per_sample / the full supernet's",
     "phase/<name>/epochs": "epochs of training phase <name>",
     "phase/<name>/subnet_steps": "sub-net forward/backward passes of phase <name>",
@@ -128,6 +132,8 @@ RECORD_KEYS: dict[str, str] = {
     "predictor/kendall_tau": "Kendall tau between predicted and measured held-out accuracy",
     "predictor/val_acc_mean": "mean validation accuracy of the sampled sub-nets",
     "predictor/val_acc_std": "their standard deviation",
+    "predictor/link": "identity (OFA's MLP) or sigmoid (predictions bounded to (0, 1))",
+    "predictor/ensemble": "predictor members fitted from successive seeds",
 }
 
 ROW_KEYS: tuple[str, ...] = tuple(RECORD_KEYS)[: list(RECORD_KEYS).index("runtime/torch") + 1]

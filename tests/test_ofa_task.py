@@ -56,6 +56,10 @@ def rows_by_kind(rows):
     ("method.target_metric=energy", "method.target_metric"),
     ("method.constraints.latency_ms=0", "method.constraints.latency_ms"),
     ("method.constraints.flops=1000", "method.constraints.flops"),  # below the smallest sub-net: infeasible
+    ("method.predictor_link=softplus", "method.predictor_link"),
+    ("method.predictor_ensemble=0", "method.predictor_ensemble"),
+    ("method.search.uncertainty_penalty=1.0", "method.search.uncertainty_penalty"),  # one member has no spread
+    ("method.search.uncertainty_penalty=-1", "method.search.uncertainty_penalty"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
@@ -120,6 +124,21 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     assert pred["predictor/rmse_points"] == kinds["predictor"][0]["predictor/rmse_points"]
     (target,) = mine["ofa_target"]
     assert target["ofa/target_fraction"] == 0.4 and target["flops/infer_per_sample"] <= 0.4 * full
+    # Other predictor settings: fitted here to the source's measured sub-nets, none of them evaluated again.
+    third = tmp_path / "ensemble"
+    ens = rows_by_kind(runner.run_job(compose([
+        *TINY, *ONE_EPOCH, f"method.supernet_from={tmp_path}", "method.targets=[0.4]", "method.baselines=[]",
+        "method.predictor_ensemble=3", "method.predictor_link=sigmoid", "method.search.uncertainty_penalty=1.0"]),
+        third))
+    (pred,) = ens["predictor"]
+    assert pred["ofa/predictor_data_from"] == str(tmp_path.resolve()) and "ofa/predictor_from" not in pred
+    assert (pred["predictor/ensemble"], pred["predictor/link"], pred["predictor/samples"]) == (3, "sigmoid", 12)
+    source, refit = (torch.load(d / "predictor" / "predictor.pt", weights_only=True) for d in (tmp_path, third))
+    assert torch.equal(source["accs"], refit["accs"]) and torch.equal(source["encodings"], refit["encodings"])
+    (target,) = ens["ofa_target"]
+    assert 0 < target["acc/predicted_val"] < 1 and target["acc/predicted_val_std"] > 0
+    assert target["search/uncertainty_penalty"] == 1.0
+    assert not [k for r in ens.values() for x in r for k in undocumented_keys(x)]
 
 
 def synthetic_latency_table(cls, net, batch_size=1, warmup=5, repeats=20, device="cpu", timer="wall"):

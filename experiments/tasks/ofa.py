@@ -10,7 +10,8 @@ an unfinished training from its last epoch checkpoint), one row per unit:
   scratch/<corner>/    the corner architectures trained from scratch (baseline)                  kind scratch_corner
   width/t<frac>/       the full net at the width multiplier of <= that cost, from scratch        kind width_multiplier
 Specialisation trains nothing: its rows carry `flops/train_total` 0 and the energy of search and evaluation.
-With `method.supernet_from`, the supernet and predictor units copy an earlier job's instead of training them.
+With `method.supernet_from`, the supernet and predictor units copy an earlier job's instead of training them (a
+predictor of other settings is refitted to that job's measured sub-nets).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from experiments import distributed
 from experiments.checkpoint import exists, load_checkpoint, load_latest, save_checkpoint
@@ -31,7 +33,7 @@ from experiments.context import RunContext
 from experiments.preemption import Preempted
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks.lth import load_data
-from experiments.tasks.ofa_config import to_phase
+from experiments.tasks.ofa_config import PREDICTOR_KEYS, predictor_settings, to_phase
 from experiments.tasks.ofa_eval import (
     WIDTH_COSTS,
     accuracy,
@@ -53,7 +55,7 @@ from once_for_all import ArchSpace, SubnetConfig
 from once_for_all.efficiency import LatencyTable
 from once_for_all.export import export_subnet, save_subnet
 from once_for_all.flops import FlopsTable
-from once_for_all.predictor import AccuracyPredictor
+from once_for_all.predictor import PredictorEnsemble
 from once_for_all.schedule import SCHEDULES
 from once_for_all.search import EvolutionSearch
 from once_for_all.supernet import OFASupernet, resize_input
@@ -213,12 +215,24 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
     return LatencyTable.from_dict(read_json(path))
 
 
-def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
-    """N distinct random sub-nets, recalibrated and scored on the validation split (never the test split); with
-    `method.supernet_from`, that job's predictor when it has one."""
+def train_predictor(job: Job, net: OFASupernet) -> PredictorEnsemble:
+    """N distinct random sub-nets, recalibrated and scored on the validation split (never the test split), and the
+    predictor fitted to them. With `method.supernet_from`: that job's predictor when it was fitted with the same
+    settings, else a predictor fitted here to that job's measured sub-nets (seconds: nothing is re-evaluated)."""
     unit_dir = job.ctx.job_dir / "predictor"
     space, m = ArchSpace.full(job.spec), job.cfg.method
-    predictor = AccuracyPredictor(space.encoding_size)
+    predictor = PredictorEnsemble(space.encoding_size, m.predictor_ensemble, link=m.predictor_link)
+
+    def fit(enc: torch.Tensor, accs: torch.Tensor) -> dict:
+        n_hold = max(2, int(round(m.predictor_holdout * len(accs))))
+        predictor.fit(enc[n_hold:], accs[n_hold:], seed=job.cfg.seed, epochs=m.predictor_epochs)
+        held = predictor.evaluate(enc[:n_hold], accs[:n_hold].numpy())
+        save_checkpoint(unit_dir / "predictor.pt", {"model": predictor.state_dict(), "encodings": enc, "accs": accs})
+        return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
+                "predictor/samples": len(accs), "predictor/held_out": n_hold,
+                "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
+                "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()),
+                "predictor/link": m.predictor_link, "predictor/ensemble": m.predictor_ensemble}
 
     def work() -> dict:
         rng, cfgs = random.Random(job.cfg.seed * 7 + 1), {}
@@ -228,15 +242,8 @@ def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
         with job.ctx.meter.window("predictor") as w:
             accs = torch.tensor([evaluate_subnet(net, c, job.recal, job.data.x_val, job.data.y_val)
                                  for c in cfgs.values()])
-            enc = torch.stack([space.encode(c) for c in cfgs.values()])
-            n_hold = max(2, int(round(m.predictor_holdout * len(accs))))
-            predictor.fit(enc[n_hold:], accs[n_hold:], seed=job.cfg.seed, epochs=m.predictor_epochs)
-            held = predictor.evaluate(enc[:n_hold], accs[:n_hold].numpy())
-        save_checkpoint(unit_dir / "predictor.pt", {"model": predictor.state_dict(), "encodings": enc, "accs": accs})
-        return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
-                "predictor/samples": len(accs), "predictor/held_out": n_hold,
-                "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
-                "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()), **w.row()}
+            row = fit(torch.stack([space.encode(c) for c in cfgs.values()]), accs)
+        return {**row, **w.row()}
 
     def reuse() -> dict:
         """The predictor of the job in `method.supernet_from`: fitted to that same supernet, so only searching is
@@ -247,11 +254,23 @@ def train_predictor(job: Job, net: OFASupernet) -> AccuracyPredictor:
             pass
         return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
                 **{k: v for k, v in stored.items() if k.startswith("predictor/")},
+                "predictor/link": m.predictor_link, "predictor/ensemble": m.predictor_ensemble,
                 "ofa/predictor_from": str(source.resolve()), **w.row()}
 
+    def refit() -> dict:
+        """Other predictor settings than the source's: fit them to the source's measured sub-nets (same split)."""
+        data = load_checkpoint(source / "predictor" / "predictor.pt")
+        with job.ctx.meter.window("predictor") as w:
+            row = fit(data["encodings"], data["accs"])
+        return {**row, "ofa/predictor_data_from": str(source.resolve()), **w.row()}
+
     source = Path(m.supernet_from) if m.supernet_from else None
-    reusable = source is not None and (source / "predictor" / "result.json").is_file()
-    run_unit(unit_dir, job.ctx, reuse if reusable else work)
+    unit = work
+    if source is not None and (source / "predictor" / "result.json").is_file():
+        theirs = OmegaConf.to_container(OmegaConf.load(source / "config.yaml"))
+        ours = {"seed": job.cfg.seed, "method": {k: getattr(m, k) for k in PREDICTOR_KEYS}}
+        unit = reuse if predictor_settings(theirs) == predictor_settings(ours) else refit
+    run_unit(unit_dir, job.ctx, unit)
     predictor.load_state_dict(load_checkpoint(unit_dir / "predictor.pt")["model"])
     return predictor
 
@@ -270,17 +289,20 @@ def target_limits(job: Job, costs: dict, fraction: float) -> dict[str, float]:
     return limits
 
 
-def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency: LatencyTable) -> None:
+def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency: LatencyTable) -> None:
     space, s, costs = ArchSpace.full(job.spec), job.cfg.method.search, cost_fns(job, latency)
     for fraction in job.cfg.method.targets:
         def work(fraction=fraction) -> dict:
             limits = target_limits(job, costs, fraction)
             with job.ctx.meter.window("specialise") as w:
-                search = EvolutionSearch(space, predictor.config_fn(space), costs, limits, population=s.population,
+                search = EvolutionSearch(space, predictor.config_fn(space, s.uncertainty_penalty), costs, limits,
+                                         population=s.population,
                                          parent_ratio=s.parent_ratio, mutation_ratio=s.mutation_ratio,
                                          mutate_prob=s.mutate_prob, resolution_mutate_prob=s.resolution_mutate_prob,
                                          generations=s.generations, seed=job.cfg.seed)
-                cfg, predicted = search.run()
+                cfg, _ = search.run()
+                enc = space.encode(cfg)[None]
+                predicted, spread = float(predictor.predict(enc)), float(predictor.std(enc))
                 net.set_active(cfg)
                 recalibrate(net, job.recal, cfg.resolution)
                 model = export_subnet(net, cfg)
@@ -292,7 +314,9 @@ def specialise(job: Job, net: OFASupernet, predictor: AccuracyPredictor, latency
             return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
                     "ofa/target_metric": job.cfg.method.target_metric, "ofa/target_flops": limits.get("flops"),
                     "ofa/constraints": ", ".join(f"{k}<={v:.4g}" for k, v in sorted(limits.items())),
-                    "acc/test": acc, "acc/val": val, "acc/predicted_val": predicted, "flops/train_total": 0, **row,
+                    "acc/test": acc, "acc/val": val, "acc/predicted_val": predicted,
+                    "acc/predicted_val_std": spread if job.cfg.method.predictor_ensemble > 1 else None,
+                    "search/uncertainty_penalty": s.uncertainty_penalty, "flops/train_total": 0, **row,
                     **w.row()}
 
         run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)

@@ -7,7 +7,7 @@ calls at validation time, before any work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -86,9 +86,12 @@ class SearchCfg:
     mutate_prob: float = 0.1
     resolution_mutate_prob: float = 0.5
     generations: int = 50
+    # rank by predicted mean - penalty x the predictor ensemble's std (a lower confidence bound); 0: the mean (OFA)
+    uncertainty_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.population >= 4, "method.search.population", self.population, ">= 4")
+        _check(self.uncertainty_penalty >= 0, "method.search.uncertainty_penalty", self.uncertainty_penalty, ">= 0")
         for key in ("parent_ratio", "mutation_ratio"):
             _check(0 < getattr(self, key) < 1, f"method.search.{key}", getattr(self, key), "(0, 1)")
         for key in ("mutate_prob", "resolution_mutate_prob"):
@@ -98,6 +101,7 @@ class SearchCfg:
 
 OFA_BASELINES = ("scratch_corners", "width_multiplier")
 LATENCY_TIMERS = ("auto", "wall", "thread_cpu")  # once_for_all.efficiency.TIMERS and auto
+PREDICTOR_LINKS = ("identity", "sigmoid")  # once_for_all.predictor.LINKS (not imported: compose stays light)
 OFA_COSTS = ("flops", "latency_ms")  # what a target or a constraint bounds: analytic FLOPs | the batch-1 latency table
 
 
@@ -134,6 +138,8 @@ class OFAMethodCfg:
     predictor_samples: int = 200  # recalibrated sub-nets evaluated on the validation split
     predictor_holdout: float = 0.2  # of those, held out to report RMSE and Kendall tau
     predictor_epochs: int = 300
+    predictor_link: str = "identity"  # once_for_all.predictor.LINKS: identity (OFA) | sigmoid (bounded to (0, 1))
+    predictor_ensemble: int = 1  # members fitted from successive seeds; their std feeds search.uncertainty_penalty
     targets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # fractions of the full net's cost
     target_metric: str = "flops"  # the cost a target is a fraction of: flops | latency_ms (measured on this machine)
     constraints: ConstraintsCfg = field(default_factory=ConstraintsCfg)
@@ -158,6 +164,12 @@ class OFAMethodCfg:
                (self.bn_recal_samples, self.bn_recal_batches), "samples >= batches >= 1")
         _check(self.predictor_samples >= 10, "method.predictor_samples", self.predictor_samples, ">= 10")
         _check(0 < self.predictor_holdout < 1, "method.predictor_holdout", self.predictor_holdout, "(0, 1)")
+        _check(self.predictor_link in PREDICTOR_LINKS, "method.predictor_link", self.predictor_link,
+               ", ".join(PREDICTOR_LINKS))
+        _check(self.predictor_ensemble >= 1, "method.predictor_ensemble", self.predictor_ensemble, ">= 1")
+        _check(self.search.uncertainty_penalty == 0 or self.predictor_ensemble >= 2, "method.search.uncertainty_penalty",
+               self.search.uncertainty_penalty, "0 with predictor_ensemble=1 (one member has no spread; set "
+               "method.predictor_ensemble >= 2)")
         _check(self.target_metric in OFA_COSTS, "method.target_metric", self.target_metric, ", ".join(OFA_COSTS))
         _check(self.latency_timer in LATENCY_TIMERS, "method.latency_timer", self.latency_timer,
                ", ".join(LATENCY_TIMERS))
@@ -216,3 +228,13 @@ def to_phase(p: PhaseCfg):
     from once_for_all.schedule import Phase
 
     return Phase.from_dict({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(p).items()})
+
+
+PREDICTOR_KEYS = ("predictor_link", "predictor_ensemble", "predictor_epochs", "predictor_holdout")
+
+
+def predictor_settings(cfg: dict) -> dict:
+    """What a fitted predictor depends on besides its data: the seed and `PREDICTOR_KEYS` of a config as a plain
+    dict (a job's config.yaml; keys it predates take their defaults)."""
+    defaults = {f.name: f.default for f in fields(OFAMethodCfg)}
+    return {"seed": cfg["seed"], **{k: cfg["method"].get(k, defaults[k]) for k in PREDICTOR_KEYS}}

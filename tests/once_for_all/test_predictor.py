@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from once_for_all.predictor import AccuracyPredictor, kendall_tau, rmse
+from once_for_all.predictor import AccuracyPredictor, PredictorEnsemble, kendall_tau, rmse
 from once_for_all.space import ArchSpace
 from tests.once_for_all.ofa_testutils import SPEC_1D
 
@@ -38,3 +38,48 @@ def test_fit_is_a_function_of_the_seed():
 def test_metrics_on_hand_cases():
     assert rmse([1.0, 2.0], [1.0, 4.0]) == 2 ** 0.5
     assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0 and kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+
+
+def test_sigmoid_link_starts_at_the_mean_and_stays_inside_0_1():
+    x, y = data(100, 0)
+    p = AccuracyPredictor(SPACE.encoding_size, hidden=16, link="sigmoid")
+    p.fit(x, y, seed=0, epochs=0)  # no steps: the offset alone
+    assert float(p.base_acc) == pytest.approx(float(torch.logit(y.double().mean())), abs=1e-6)
+    p.mlp[-1].weight.data.zero_()
+    assert torch.allclose(p.predict(x), y.float().mean().expand(len(x)), atol=1e-6)  # zero logit: the mean
+    p.mlp[-1].weight.data.fill_(1e3)  # an MLP output far past any target: identity would give ~1e5
+    pred = p.predict(x * 10)
+    assert float(pred.max()) <= 1.0 and float(pred.min()) >= 0.0
+    with pytest.raises(ValueError, match="fractions in"):
+        p.fit(x, y * 100, seed=0, epochs=1)  # accuracies in percent
+    with pytest.raises(ValueError, match="link='relu'"):
+        AccuracyPredictor(4, link="relu")
+
+
+def test_ensemble_mean_std_and_score_on_hand_set_members():
+    ens = PredictorEnsemble(SPACE.encoding_size, members=3, hidden=4)
+    for member, offset in zip(ens.members, (0.7, 0.8, 0.9)):
+        member.mlp[-1].weight.data.zero_()  # each member predicts its offset everywhere
+        member.base_acc.fill_(offset)
+    x, _ = data(5, 0)
+    assert torch.allclose(ens.predict(x), torch.full((5,), 0.8))
+    std = (2 * 0.1 ** 2 / 3) ** 0.5  # population std of (0.7, 0.8, 0.9)
+    assert torch.allclose(ens.std(x), torch.full((5,), std))
+    assert torch.allclose(ens.score(x, penalty=2.0), torch.full((5,), 0.8 - 2 * std))
+    cfgs = [SPACE.sample(random.Random(i)) for i in range(3)]
+    assert ens.config_fn(SPACE, 2.0)(cfgs) == pytest.approx([0.8 - 2 * std] * 3)
+
+
+def test_one_member_ensemble_is_the_single_predictor_and_loads_its_old_state():
+    x, y = data(100, 0)
+    single, ens = AccuracyPredictor(SPACE.encoding_size, hidden=16), PredictorEnsemble(SPACE.encoding_size, hidden=16)
+    single.fit(x, y, seed=3, epochs=3)
+    ens.fit(x, y, seed=3, epochs=3)
+    assert torch.equal(single.predict(x), ens.predict(x)) and float(ens.std(x).abs().max()) == 0.0
+    fresh = PredictorEnsemble(SPACE.encoding_size, hidden=16)
+    fresh.load_state_dict(single.state_dict())  # a predictor.pt written before ensembles existed
+    assert torch.equal(fresh.predict(x), single.predict(x))
+    members = PredictorEnsemble(SPACE.encoding_size, members=2, hidden=16)
+    members.fit(x, y, seed=3, epochs=3)  # member i is fitted from seed + i
+    assert torch.equal(members.members[0].predict(x), single.predict(x))
+    assert not torch.equal(members.members[1].predict(x), single.predict(x))
