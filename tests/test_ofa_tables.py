@@ -8,7 +8,15 @@ import pytest
 
 from experiments.tables import main
 from experiments.tables.ofa import break_even
-from tests.table_fixtures import OFA_CORNERS, OFA_TARGETS, ofa_config, ofa_jobs, ofa_rows, write_job
+from tests.table_fixtures import (
+    OFA_CORNERS,
+    OFA_TARGETS,
+    ofa_config,
+    ofa_jobs,
+    ofa_predictor_jobs,
+    ofa_rows,
+    write_job,
+)
 
 
 def table(name: str, tmp_path, **fixture) -> tuple[str, list[dict]]:
@@ -192,3 +200,21 @@ def test_cost_plot_marks_the_break_even(monkeypatch):
     (ax,) = _figure(monkeypatch, TABLES.get("ofa_cost").plot, rows).axes
     (line,) = [x for x in ax.lines if x.get_linestyle() == ":"]
     assert line.get_xdata()[0] == pytest.approx(1200 / 190) and "estimated energy" in ax.get_ylabel()
+
+
+def test_predictor_variants_pair_with_ofas_predictor_on_the_same_supernet(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    ofa_predictor_jobs(root)
+    assert main(["ofa_predictor", "--runs", str(root), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "table.csv").read_text().splitlines()))
+    by = {(r["ofa/predictor_variant"], r["ofa/target_fraction"]): r for r in rows}
+    assert len(rows) == 10 and all(r["runs"] == "2" for r in rows)  # seeds pooled despite per-seed supernet_from
+    ofa, ens = ("identity x1", "0.25"), ("sigmoid x5, mean - 1 std", "0.25")
+    assert float(by[ofa]["acc/gap/mean"]) == pytest.approx(0.5) and float(by[ens]["acc/gap/mean"]) == pytest.approx(0.2)
+    assert float(by[ens]["acc/diff/mean"]) == pytest.approx(1.0) and float(by[ofa]["acc/diff/mean"]) == 0.0
+    assert float(by[ens]["acc/test/mean"]) == pytest.approx(81.5)  # (81 + 82) / 2
+    assert float(by[("sigmoid x5, mean - 1 std", "held-out sub-nets")]["predictor/rmse_points/mean"]) == 0.6
+    md = (out / "table.md").read_text()
+    assert ("- sigmoid x5, mean - 1 std: test accuracy 84.50 %, predicted - measured validation accuracy +0.20 "
+            "points, test vs OFA's predictor on the same supernet +1.00 points (paired, n=8; better at 8, worse at "
+            "0) over 8 searches.") in md

@@ -128,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = spec.derive(rows)
         except ValueError as e:  # the runs lack what the table pairs up; nothing is written
             parser.error(f"{args.table}: {e}")
-    pool = [*(spec.pool if spec else []), *filter(None, args.pool.split(","))]
+    asked = list(filter(None, args.pool.split(",")))
+    pool = [*(spec.pool if spec else []), *asked]
     known = set().union(*(r["config"] for r in rows))
-    for key in [k for k in pool if k not in known and rows]:
+    for key in [k for k in asked if k not in known and rows]:  # a spec's own pool may name keys older runs lack
         near = difflib.get_close_matches(key, sorted(known), n=1)
         parser.error(f"--pool {key!r} is not a config key of these runs" + (f"; did you mean {near[0]!r}?" if near
                                                                            else ""))
