@@ -134,6 +134,7 @@ RECORD_KEYS: dict[str, str] = {
     "predictor/val_acc_std": "their standard deviation",
     "predictor/link": "identity (OFA's MLP) or sigmoid (predictions bounded to (0, 1))",
     "predictor/ensemble": "predictor members fitted from successive seeds",
+    "predictor/bootstrap": "true when each member fitted a bootstrap resample of the measured sub-nets",
 }
 
 ROW_KEYS: tuple[str, ...] = tuple(RECORD_KEYS)[: list(RECORD_KEYS).index("runtime/torch") + 1]

@@ -5,8 +5,8 @@ mit-han-lab/once-for-all's `AccuracyPredictor` (`link="identity"`). Two addition
 evolutionary search over a regressor finds the configs the regressor over-predicts most):
 - `link="sigmoid"`: the MLP predicts a logit, offset by the logit of the mean target, so a predicted accuracy (a
   fraction) stays inside (0, 1); the identity MLP extrapolates past 100 % on configs it never saw.
-- `PredictorEnsemble`: K predictors from K seeds (a deep ensemble); the search can rank by mean - penalty x std, a
-  lower confidence bound that distrusts configs the members disagree on.
+- `PredictorEnsemble`: K predictors from K seeds (a deep ensemble), optionally each on a bootstrap resample; the
+  search can rank by mean - penalty x std, a lower confidence bound that distrusts configs the members disagree on.
 `fit` is a pure function of (data, seed).
 """
 
@@ -109,14 +109,26 @@ class PredictorEnsemble(nn.Module):
     `predict` is the members' mean; `std` their (population) standard deviation; `score` = mean - penalty x std is
     what the search ranks by (penalty 0: the mean, OFA's behaviour)."""
 
-    def __init__(self, in_features: int, members: int = 1, link: str = "identity", **kw) -> None:
+    def __init__(self, in_features: int, members: int = 1, link: str = "identity", bootstrap: bool = False,
+                 **kw) -> None:
         super().__init__()
         if members < 1:
             raise ValueError(f"PredictorEnsemble: members={members}; allowed: >= 1")
         self.members = nn.ModuleList(AccuracyPredictor(in_features, link=link, **kw) for _ in range(members))
+        self.bootstrap = bootstrap
+
+    def resample(self, n: int, member: int, seed: int) -> torch.Tensor:
+        """The training rows member `member` fits: all n, or with `bootstrap` n drawn with replacement (seeded)."""
+        if not self.bootstrap:
+            return torch.arange(n)
+        return torch.randint(0, n, (n,), generator=torch.Generator().manual_seed(seed + member))
 
     def fit(self, enc: torch.Tensor, acc: torch.Tensor, *, seed: int = 0, **kw) -> list[list[float]]:
-        return [m.fit(enc, acc, seed=seed + i, **kw) for i, m in enumerate(self.members)]
+        """Member i from seed + i. Without bootstrap every member fits every row, so at a training row they all
+        agree (an ensemble std of ~0 there, which a lower-confidence-bound search then favours); with it, each
+        member misses about a third of the rows, and the spread is honest at measured sub-nets too."""
+        rows = [self.resample(len(acc), i, seed) for i in range(len(self.members))]
+        return [m.fit(enc[r], acc[r], seed=seed + i, **kw) for i, (m, r) in enumerate(zip(self.members, rows))]
 
     @torch.no_grad()
     def _all(self, enc: torch.Tensor) -> torch.Tensor:

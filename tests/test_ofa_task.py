@@ -128,11 +128,13 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     third = tmp_path / "ensemble"
     ens = rows_by_kind(runner.run_job(compose([
         *TINY, *ONE_EPOCH, f"method.supernet_from={tmp_path}", "method.targets=[0.4]", "method.baselines=[]",
-        "method.predictor_ensemble=3", "method.predictor_link=sigmoid", "method.search.uncertainty_penalty=1.0"]),
+        "method.predictor_ensemble=3", "method.predictor_link=sigmoid", "method.search.uncertainty_penalty=1.0",
+        "method.predictor_bootstrap=true"]),
         third))
     (pred,) = ens["predictor"]
     assert pred["ofa/predictor_data_from"] == str(tmp_path.resolve()) and "ofa/predictor_from" not in pred
     assert (pred["predictor/ensemble"], pred["predictor/link"], pred["predictor/samples"]) == (3, "sigmoid", 12)
+    assert pred["predictor/bootstrap"] is True
     source, refit = (torch.load(d / "predictor" / "predictor.pt", weights_only=True) for d in (tmp_path, third))
     assert torch.equal(source["accs"], refit["accs"]) and torch.equal(source["encodings"], refit["encodings"])
     (target,) = ens["ofa_target"]

@@ -25,8 +25,10 @@ PREDICTOR_ROW = "held-out sub-nets"
 
 
 def variant(predictor: dict, penalty: float) -> str:
-    """'identity x1', 'sigmoid x5, mean - 1 std', ...: the predictor's link, members and the search's penalty."""
+    """'identity x1', 'sigmoid x5 bootstrap, mean - 1 std', ...: the predictor's link, members (on bootstrap
+    resamples or not) and the search's penalty."""
     label = f"{predictor.get('predictor/link') or 'identity'} x{predictor.get('predictor/ensemble') or 1}"
+    label += " bootstrap" if predictor.get("predictor/bootstrap") else ""
     return label + (f", mean - {penalty:g} std" if penalty else "")
 
 
@@ -116,7 +118,7 @@ def plot_predictor_variants(rows: list[dict], path: Path, title: str) -> None:
 TABLES.register("ofa_predictor")(TableSpec(
     sweep="ofa_mnist1d",
     group_by=["ofa/predictor_variant", "ofa/target_fraction"],
-    pool=["method.supernet_from", "method.predictor_link", "method.predictor_ensemble",
+    pool=["method.supernet_from", "method.predictor_link", "method.predictor_ensemble", "method.predictor_bootstrap",
           "method.search.uncertainty_penalty"],
     columns=[Column("ofa/predictor_variant", "predictor (link x members, search rank)"),
              Column("ofa/target_fraction", "target (x full)", "{}"),

@@ -221,7 +221,8 @@ def train_predictor(job: Job, net: OFASupernet) -> PredictorEnsemble:
     settings, else a predictor fitted here to that job's measured sub-nets (seconds: nothing is re-evaluated)."""
     unit_dir = job.ctx.job_dir / "predictor"
     space, m = ArchSpace.full(job.spec), job.cfg.method
-    predictor = PredictorEnsemble(space.encoding_size, m.predictor_ensemble, link=m.predictor_link)
+    predictor = PredictorEnsemble(space.encoding_size, m.predictor_ensemble, link=m.predictor_link,
+                                  bootstrap=m.predictor_bootstrap)
 
     def fit(enc: torch.Tensor, accs: torch.Tensor) -> dict:
         n_hold = max(2, int(round(m.predictor_holdout * len(accs))))
@@ -232,7 +233,8 @@ def train_predictor(job: Job, net: OFASupernet) -> PredictorEnsemble:
                 "predictor/samples": len(accs), "predictor/held_out": n_hold,
                 "predictor/rmse_points": 100 * held["rmse"], "predictor/kendall_tau": held["kendall_tau"],
                 "predictor/val_acc_mean": float(accs.mean()), "predictor/val_acc_std": float(accs.std()),
-                "predictor/link": m.predictor_link, "predictor/ensemble": m.predictor_ensemble}
+                "predictor/link": m.predictor_link, "predictor/ensemble": m.predictor_ensemble,
+                "predictor/bootstrap": m.predictor_bootstrap}
 
     def work() -> dict:
         rng, cfgs = random.Random(job.cfg.seed * 7 + 1), {}
@@ -255,7 +257,7 @@ def train_predictor(job: Job, net: OFASupernet) -> PredictorEnsemble:
         return {**base_row(job, "predictor", None, None), "acc/test": None, "flops/train_total": 0,
                 **{k: v for k, v in stored.items() if k.startswith("predictor/")},
                 "predictor/link": m.predictor_link, "predictor/ensemble": m.predictor_ensemble,
-                "ofa/predictor_from": str(source.resolve()), **w.row()}
+                "predictor/bootstrap": m.predictor_bootstrap, "ofa/predictor_from": str(source.resolve()), **w.row()}
 
     def refit() -> dict:
         """Other predictor settings than the source's: fit them to the source's measured sub-nets (same split)."""

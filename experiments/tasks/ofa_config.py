@@ -140,6 +140,7 @@ class OFAMethodCfg:
     predictor_epochs: int = 300
     predictor_link: str = "identity"  # once_for_all.predictor.LINKS: identity (OFA) | sigmoid (bounded to (0, 1))
     predictor_ensemble: int = 1  # members fitted from successive seeds; their std feeds search.uncertainty_penalty
+    predictor_bootstrap: bool = False  # each member fits a bootstrap resample (else all agree on measured sub-nets)
     targets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # fractions of the full net's cost
     target_metric: str = "flops"  # the cost a target is a fraction of: flops | latency_ms (measured on this machine)
     constraints: ConstraintsCfg = field(default_factory=ConstraintsCfg)
@@ -230,7 +231,8 @@ def to_phase(p: PhaseCfg):
     return Phase.from_dict({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(p).items()})
 
 
-PREDICTOR_KEYS = ("predictor_link", "predictor_ensemble", "predictor_epochs", "predictor_holdout")
+PREDICTOR_KEYS = ("predictor_link", "predictor_ensemble", "predictor_bootstrap", "predictor_epochs",
+                  "predictor_holdout")
 
 
 def predictor_settings(cfg: dict) -> dict:

@@ -83,3 +83,15 @@ def test_one_member_ensemble_is_the_single_predictor_and_loads_its_old_state():
     members.fit(x, y, seed=3, epochs=3)  # member i is fitted from seed + i
     assert torch.equal(members.members[0].predict(x), single.predict(x))
     assert not torch.equal(members.members[1].predict(x), single.predict(x))
+
+
+def test_bootstrap_members_fit_their_own_seeded_resamples():
+    x, y = data(50, 0)
+    ens = PredictorEnsemble(SPACE.encoding_size, members=3, hidden=8, bootstrap=True)
+    ens.fit(x, y, seed=4, epochs=0)  # no steps: each member's offset is the mean of the rows it fitted
+    for i, member in enumerate(ens.members):
+        rows = torch.randint(0, 50, (50,), generator=torch.Generator().manual_seed(4 + i))
+        assert len(set(rows.tolist())) < 50  # drawn with replacement: some rows left out
+        assert float(member.base_acc) == float(y[rows].float().mean())
+    plain = PredictorEnsemble(SPACE.encoding_size, members=2, hidden=8)
+    assert torch.equal(plain.resample(50, 1, 4), torch.arange(50))
