@@ -60,3 +60,11 @@ def test_moe_scaling_ticks_do_not_overlap(monkeypatch, tmp_path):
         boxes = [b for b in boxes if ax.bbox.x0 - 5 <= b.x0 and b.x1 <= ax.bbox.x1 + 5]
         assert len(boxes) >= 2, [t.get_text() for t in ax.get_xticklabels()]
         assert all(a.x1 < b.x0 for a, b in zip(sorted(boxes, key=lambda b: b.x0), sorted(boxes, key=lambda b: b.x0)[1:]))
+
+
+def test_mean_std_n_of_values_older_runs_lack_is_n_zero():
+    from experiments.tables.plots import mean_std_n
+
+    assert mean_std_n([1.0, 3.0, None]) == (2.0, 2 ** 0.5, 2)
+    mean, std, n = mean_std_n([None, "not a number"])
+    assert n == 0 and std == 0.0 and mean != mean  # nan: callers skip n = 0

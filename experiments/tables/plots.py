@@ -37,6 +37,8 @@ def name(row: dict, base: str) -> str:
 
 def mean_std_n(values: list) -> tuple[float, float, int]:
     xs = [x for v in values if (x := number(v)) is not None]
+    if not xs:  # e.g. a column older runs lack: n = 0, which callers skip
+        return math.nan, 0.0, 0
     return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0, len(xs)
 
 
