@@ -1,12 +1,15 @@
 """Config fuzzing: any single override of any key of any experiment either composes into a valid config or is
 rejected with a message naming that key, before any work starts."""
 
+import os
+
 import pytest
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import ConfigError, validate
+from experiments.errors import InputError
 from tests.helpers import CONF, compose
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -35,7 +38,9 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI draws the same examples every run (a landing must not hinge on a random draw); elsewhere each run explores anew.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=bool(os.environ.get("CI")))
 @given(data=st.data())
 def test_any_bad_override_is_rejected_naming_its_key(data):
     experiment = data.draw(st.sampled_from(EXPERIMENTS))
@@ -43,7 +48,7 @@ def test_any_bad_override_is_rejected_naming_its_key(data):
     value = data.draw(VALUES)
     try:
         typed = validate(compose([f"experiment={experiment}", f"{key}={value}"]))
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+    except (ConfigError, InputError, HydraException, OmegaConfBaseException) as e:  # InputError: a missing file
         leaf = key.rsplit(".", 1)[-1]
         assert leaf in str(e), (key, value, str(e))
     else:
