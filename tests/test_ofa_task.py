@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -238,3 +239,11 @@ def test_a_kill_between_an_epoch_row_and_its_checkpoint_logs_that_row_once(tmp_p
     assert resumed["epoch"] == 2
     hook(state(3))
     assert [(p, e) for _, p, e, _ in epoch_rows(tmp_path)] == [("full", 1), ("full", 2), ("full", 3)]
+
+
+def test_lr3_variant_changes_only_the_lrs_after_the_full_phase():
+    base, lr3 = (validate(compose(["experiment=ofa_mnist1d", *extra])).method.phases
+                 for extra in ([], ["variant=ofa_ps_lr3"]))
+    assert [replace(p, lr=0.0) for p in base] == [replace(p, lr=0.0) for p in lr3]  # same phases but the lr
+    assert lr3[0].lr == base[0].lr and lr3[1].lr == 0.1
+    assert [q.lr / p.lr for p, q in zip(base[2:], lr3[2:])] == pytest.approx([3.0] * 4)
