@@ -247,3 +247,10 @@ def test_lr3_variant_changes_only_the_lrs_after_the_full_phase():
     assert [replace(p, lr=0.0) for p in base] == [replace(p, lr=0.0) for p in lr3]  # same phases but the lr
     assert lr3[0].lr == base[0].lr and lr3[1].lr == 0.1
     assert [q.lr / p.lr for p, q in zip(base[2:], lr3[2:])] == pytest.approx([3.0] * 4)
+
+
+def test_kernel_first_variant_is_lr3_with_elastic_kernels_in_the_full_phase():
+    lr3, first = (validate(compose(["experiment=ofa_mnist1d", f"variant={v}"])).method
+                  for v in ("ofa_ps_lr3", "ofa_ps_lr3_kernel_first"))
+    assert first.phases[0] == replace(lr3.phases[0], kernel_sizes="all") and first.phases[1:] == lr3.phases[1:]
+    assert (first.training, first.baselines) == (lr3.training, lr3.baselines)
