@@ -34,6 +34,10 @@ def kendall_tau(pred, target) -> float:
 LINKS = ("identity", "sigmoid")
 
 
+def held_out_metrics(pred, acc) -> dict[str, float]:
+    return {"rmse": rmse(pred, acc), "kendall_tau": kendall_tau(pred, acc)}
+
+
 class AccuracyPredictor(nn.Module):
     def __init__(self, in_features: int, hidden: int = 400, num_layers: int = 3, link: str = "identity") -> None:
         super().__init__()
@@ -92,8 +96,7 @@ class AccuracyPredictor(nn.Module):
 
     def evaluate(self, enc: torch.Tensor, acc) -> dict[str, float]:
         """RMSE (units of `acc`) and Kendall tau of predictions on held-out data."""
-        pred = self.predict(enc).numpy()
-        return {"rmse": rmse(pred, acc), "kendall_tau": kendall_tau(pred, acc)}
+        return held_out_metrics(self.predict(enc).numpy(), acc)
 
     def config_fn(self, space: ArchSpace) -> Callable[[Sequence[SubnetConfig]], list[float]]:
         """A batched predictor over configs, as `EvolutionSearch` takes it."""
@@ -131,24 +134,24 @@ class PredictorEnsemble(nn.Module):
         return [m.fit(enc[r], acc[r], seed=seed + i, **kw) for i, (m, r) in enumerate(zip(self.members, rows))]
 
     @torch.no_grad()
-    def _all(self, enc: torch.Tensor) -> torch.Tensor:
-        """enc [N, F] -> every member's prediction [K, N]."""
-        return torch.stack([m.predict(enc) for m in self.members])
+    def mean_std(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """enc [N, F] -> the members' mean prediction [N] and their population std [N] (0 with one member)."""
+        preds = torch.stack([m.predict(enc) for m in self.members])  # [K, N]
+        return preds.mean(0), preds.std(0, unbiased=False)
 
     def predict(self, enc: torch.Tensor) -> torch.Tensor:
-        return self._all(enc).mean(0)
+        return self.mean_std(enc)[0]
 
     def std(self, enc: torch.Tensor) -> torch.Tensor:
-        return self._all(enc).std(0, unbiased=False)
+        return self.mean_std(enc)[1]
 
     def score(self, enc: torch.Tensor, penalty: float = 0.0) -> torch.Tensor:
-        preds = self._all(enc)
-        return preds.mean(0) - penalty * preds.std(0, unbiased=False)
+        mean, std = self.mean_std(enc)
+        return mean - penalty * std
 
     def evaluate(self, enc: torch.Tensor, acc) -> dict[str, float]:
         """RMSE and Kendall tau of the mean prediction on held-out data."""
-        pred = self.predict(enc).numpy()
-        return {"rmse": rmse(pred, acc), "kendall_tau": kendall_tau(pred, acc)}
+        return held_out_metrics(self.predict(enc).numpy(), acc)
 
     def config_fn(self, space: ArchSpace, penalty: float = 0.0) -> Callable[[Sequence[SubnetConfig]], list[float]]:
         """A batched fitness over configs for `EvolutionSearch`: mean - penalty x std."""

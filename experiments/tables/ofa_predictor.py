@@ -39,11 +39,13 @@ def supernet_of(row: dict) -> str:
 
 def derive_predictor_variants(rows: list[dict]) -> list[dict]:
     predictors = {p.get("job_dir"): p for p in of_kind(rows, "predictor")}
-    out, seen = [], set()
+    out, seen, penalties = [], set(), {}
     for t in of_kind(rows, "ofa_target"):
         if (p := predictors.get(t.get("job_dir"))) is None:
             continue
-        name = variant(p, t.get("search/uncertainty_penalty") or 0.0)
+        penalty = t.get("search/uncertainty_penalty") or 0.0
+        penalties.setdefault(t.get("job_dir"), set()).add(penalty)
+        name = variant(p, penalty)
         key = (name, supernet_of(t), t.get("seed"), t.get("ofa/target_fraction"))
         if key in seen:  # the same variant of the same supernet twice (e.g. a source job and its copy): count once
             continue
@@ -60,9 +62,7 @@ def derive_predictor_variants(rows: list[dict]) -> list[dict]:
         base = default.get((r["ofa/supernet"], r["seed"], r["ofa/target_fraction"]))
         r["acc/diff"] = None if base is None else r["acc/test"] - base
     for job, p in predictors.items():  # each variant's held-out error, once per supernet and seed
-        penalties = {t.get("search/uncertainty_penalty") or 0.0 for t in of_kind(rows, "ofa_target")
-                     if t.get("job_dir") == job}
-        for penalty in sorted(penalties) or [0.0]:
+        for penalty in sorted(penalties.get(job, ())) or [0.0]:
             key = (variant(p, penalty), supernet_of(p), p.get("seed"), PREDICTOR_ROW)
             if key not in seen:
                 seen.add(key)

@@ -304,7 +304,7 @@ def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency
                                          generations=s.generations, seed=job.cfg.seed)
                 cfg, _ = search.run()
                 enc = space.encode(cfg)[None]
-                predicted, spread = float(predictor.predict(enc)), float(predictor.std(enc))
+                predicted, spread = (float(v) for v in predictor.mean_std(enc))
                 net.set_active(cfg)
                 recalibrate(net, job.recal, cfg.resolution)
                 model = export_subnet(net, cfg)
