@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from torch import nn
 from experiments import checkpoint as ckpt
 from experiments import distributed
 from experiments.augment import augment_batch
+from experiments.batches import BatchSource, TensorBatches, epoch_order, iterations_per_epoch  # noqa: F401 (re-exported)
 from experiments.callbacks import Callback, Loop, Snapshot, TrainLoss
 from experiments.data import Splits
 from experiments.loggers import Logger, NullLogger, as_logger
@@ -65,16 +66,6 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # per evaluation: step, flops_train so far, metrics
 
 
-def iterations_per_epoch(n_train: int, batch_size: int) -> int:
-    if n_train < batch_size:
-        raise ValueError(f"optim.batch_size={batch_size} is larger than the training set ({n_train} samples)")
-    return n_train // batch_size  # drop_last: every batch has the same shape
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
 def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str, float]:
     out = {}
     for split, (x, y) in {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}.items():
@@ -107,6 +98,7 @@ class FitSpec:
     optimizer_state: dict | None = None  # a saved optimizer state to start from (e.g. rewound to step k)
     lr_at: Callable[[int], float] | None = None  # LR multiplier per step; None: optim_cfg's schedule
     objective: Objective | None = None  # None: classification
+    batches: BatchSource | None = None  # None: TensorBatches over data.x_train/y_train (experiments.batches)
 
 
 @dataclass
@@ -157,7 +149,8 @@ class _Trainer:
         self.progress = as_progress(services.progress)
         self.objective = spec.objective or Classification()
         self.bs = optim_cfg.batch_size
-        self.spe = iterations_per_epoch(len(data.x_train), self.bs)
+        self.batches = spec.batches or TensorBatches(data.x_train, data.y_train, self.bs, spec.seed)
+        self.spe = self.batches.steps_per_epoch
         self.eval_every = optim_cfg.eval_every or self.spe
         self.callbacks = [*callbacks] + ([TrainLoss(self.logger.log_every)] if self.logger.log_every else [])
         optimizer = build_optimizer(model, optim_cfg)
@@ -171,7 +164,7 @@ class _Trainer:
             self.reapply_mask()
         self.loop = Loop(model=model, optimizer=optimizer, spec=spec, logger=self.logger, step=spec.start_step)
         self.early, self.measured, self.flops_train, self.flops_eval, self.history = EarlyStop(), None, 0, 0, []
-        self._order: tuple[int, torch.Tensor | None] = (-1, None)  # (epoch, its data order), drawn once per epoch
+        self._epoch_iter: tuple[int, Iterator | None] = (-1, None)  # (epoch, its batches from the current step)
 
     def resume(self) -> None:
         """Load the checkpoint if there is one; either way drop the log rows it does not cover."""
@@ -223,11 +216,9 @@ class _Trainer:
     def train_step(self, train_model: nn.Module, world_size: int) -> None:
         loop, spec, optimizer, objective = self.loop, self.spec, self.loop.optimizer, self.objective
         epoch, i = divmod(loop.step, self.spe)
-        if self._order[0] != epoch:
-            self._order = (epoch, epoch_order(spec.seed, epoch, len(self.data.x_train)))
-        idx = self._order[1][i * self.bs : (i + 1) * self.bs]
-        idx = distributed.shard(idx)  # this rank's slice of the global batch
-        xb, yb = self.data.x_train[idx], self.data.y_train[idx]
+        if self._epoch_iter[0] != epoch:  # a new epoch, or a resume mid-epoch: the source starts at batch i
+            self._epoch_iter = (epoch, self.batches.epoch(epoch, start=i))
+        xb, yb = next(self._epoch_iter[1])  # this rank's slice of the global batch
         xb = augment_batch(self.optim_cfg.augment, xb, spec.seed, loop.step)
         for g, base in zip(optimizer.param_groups, self.base_lrs):
             g["lr"] = base * self.lr_at(loop.step)
