@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,33 @@ ACTIVATIONS.register("gelu")(Activation(F.gelu, 1, _gelu_backward))
 ACTIVATIONS.register("relu")(Activation(F.relu, 1, _relu_backward))
 ACTIVATIONS.register("silu")(Activation(F.silu, 1, _silu_backward))
 ACTIVATIONS.register("swiglu")(Activation(_swiglu, 2, _swiglu_backward))
+
+
+def _gelu_tanh(h: torch.Tensor) -> torch.Tensor:
+    return F.gelu(h, approximate="tanh")
+
+
+def _gelu_tanh_backward(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.gelu_backward(grad, h, approximate="tanh")
+
+
+def _glu(act: Callable, h: torch.Tensor) -> torch.Tensor:
+    """Gated: act(gate) * up, h = [gate | up] [n, 2f] -> [n, f]."""
+    gate, up = h.chunk(2, dim=-1)
+    return act(gate) * up
+
+
+def _glu_backward(act: Callable, act_backward: Callable, h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    gate, up = h.chunk(2, dim=-1)
+    return torch.cat([act_backward(gate, grad * up), grad * act(gate)], dim=-1)
+
+
+# GPT-2's gelu_new / T5 v1.1's gated-gelu (tanh approximation), and the gated GELU/ReLU FFNs (GEGLU, ReGLU;
+# Shazeer 2020) that moefy upcycles from transformers and timm models. partial() of module-level functions pickles.
+ACTIVATIONS.register("gelu_tanh")(Activation(_gelu_tanh, 1, _gelu_tanh_backward))
+for _name, _fn, _bwd in (("geglu", F.gelu, _gelu_backward), ("geglu_tanh", _gelu_tanh, _gelu_tanh_backward),
+                         ("reglu", F.relu, _relu_backward)):
+    ACTIVATIONS.register(_name)(Activation(partial(_glu, _fn), 2, partial(_glu_backward, _fn, _bwd)))
 
 
 class Experts(nn.Module):
