@@ -17,6 +17,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from experiments.distributed import DDPCfg
 from experiments.errors import InputError
 from experiments.schema import CROSS_CHECKS, SCHEMAS, ConfigError, schema
 from experiments.schema import check as _check
@@ -105,6 +106,12 @@ class Config:
     task: str = "lth"
     seed: int = 0
     threads: int = 1  # torch intra-op threads: fixed so results do not depend on the launcher or machine
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (experiments.runtime; auto: the local rank's GPU)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a checkpointed GradScaler, GPU only)
+    compile: bool = False  # torch.compile the model (OFA: the static parts only; rows say what was compiled)
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead | max-autotune[-no-cudagraphs]
+    channels_last: bool = False  # conv nets and image batches in NHWC
+    ddp: DDPCfg = field(default_factory=DDPCfg)  # data parallel (experiments.distributed): ddp.sync_bn
     sweep_name: Optional[str] = None  # W&B group of a stored sweep; set by conf/sweep/*.yaml
     progress: bool = True  # tqdm bars; always off under CI
     data: Any = MISSING
@@ -122,6 +129,9 @@ class Config:
         _check(self.task in TASKS, "task", self.task, ", ".join(TASKS.names()))
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
         _check(self.threads >= 1, "threads", self.threads, ">= 1")
+        from experiments.runtime import check_keys
+
+        check_keys(self.device, self.precision, self.compile_mode)  # the machine is checked when the run starts
         for check in CROSS_CHECKS.get(self.task, ()):
             check(self)
 
@@ -159,7 +169,8 @@ def validate(cfg: DictConfig) -> Config:
 
 
 # Keys that do not change what is computed: they never enter the config hash.
-_HASH_EXCLUDED = {"seed", "progress", "logger", "meter", "sweep_name", "name", "paths"}
+# `device` too: a run started on a GPU resumes into the same folder on a CPU (and the reverse).
+_HASH_EXCLUDED = {"seed", "progress", "logger", "meter", "sweep_name", "name", "paths", "device"}
 
 
 def _schema_defaults(schema) -> dict:

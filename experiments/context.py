@@ -16,6 +16,7 @@ import torch
 from experiments.loggers import Logger, as_logger, unit_name
 from experiments.preemption import NEVER, PreemptionFlag
 from experiments.progress import JobProgress, as_progress
+from experiments.runtime import Runtime
 from meter import Meter
 from meter.flops import FlopCache
 from meter.schedule import Plan
@@ -31,6 +32,7 @@ class RunContext:
     preemption: PreemptionFlag = NEVER
     carbon_plan: Plan | None = None  # carbon-aware schedule (meter.schedule), made once when the run starts
     flop_cache: FlopCache = field(default_factory=FlopCache)
+    runtime: Runtime = field(default_factory=Runtime)  # device, precision, compile (experiments.runtime)
     rows: list[dict] = field(default_factory=list)  # rows finished so far (kept in a failed summary)
 
     def __post_init__(self) -> None:
@@ -40,16 +42,18 @@ class RunContext:
     def add_row(self, row: dict) -> dict:
         """A unit finished (or was found finished): its row gets the identity and the runtime, and closes the
         unit in the logger and the progress count."""
-        row = {**self.identity, **runtime(), **row}
+        row = {**self.identity, **runtime(self.runtime), **row}  # a row may say what it compiled
         self.rows.append(row)
         self.logger.end_unit(unit_name(row) or str(self.identity.get("experiment", "job")), row)
         self.progress.unit_done()
         return row
 
 
-def runtime() -> dict:
-    """What besides the config changes floating-point results: recorded in every row."""
-    return {"runtime/threads": torch.get_num_threads(), "runtime/torch": torch.__version__}
+def runtime(rt: Runtime | None = None) -> dict:
+    """What besides the config changes floating-point results: recorded in every row (`rt`: the run's Runtime,
+    default CPU fp32 eager)."""
+    return {"runtime/threads": torch.get_num_threads(), "runtime/torch": torch.__version__,
+            **(rt or Runtime()).row()}
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:

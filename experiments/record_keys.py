@@ -29,6 +29,10 @@ RECORD_KEYS: dict[str, str] = {
     "params/nonzero": "parameters that are nonzero",
     "runtime/threads": "torch intra-op threads the unit ran with (config `threads`)",
     "runtime/torch": "torch version",
+    "runtime/device": "the torch device the unit ran on (config `device`, resolved: cpu, cuda:N, mps)",
+    "runtime/gpu_name": "the CUDA device's name (null off a GPU)",
+    "runtime/precision": "fp32, bf16 or fp16 (config `precision`: autocast; fp16 with a GradScaler)",
+    "runtime/compile": "what torch.compile compiled: none, model, or the parts a family compiles (OFA)",
     # metrics (per split: /val, /test; `_at_early_stop`: at the evaluation of minimum validation loss)
     "acc/val": "validation accuracy at the end of training",
     "acc/test_at_early_stop": "test accuracy at the early-stop evaluation",

@@ -33,6 +33,7 @@ from experiments.loggers import NullLogger, build_logger
 from experiments.preemption import NEVER, REQUEUE_EXIT_CODE, Preempted, PreemptionFlag
 from experiments.progress import JobProgress
 from experiments.records import atomic_write_json, read_json, write_summary
+from experiments.runtime import Runtime
 from experiments.tables import write_run_table
 from experiments.tasks.registry import TASKS
 from meter import Meter
@@ -73,6 +74,7 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     """
     main = distributed.is_main()  # under torchrun only rank 0 writes the record
     typed = validate(cfg)  # ConfigError before any work
+    runtime = Runtime.from_config(typed)  # ConfigError for a device or precision this machine lacks
     check_inputs(typed)  # InputError naming the file
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -81,10 +83,11 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     with RunLock(job_dir) if main else contextlib.nullcontext():
         if main:
             ckpt.remove_stale_temps(job_dir)  # interrupted atomic writes; no other run uses the folder now
-        return _run_locked(cfg, typed, job_dir, preemption, main)
+        return _run_locked(cfg, typed, job_dir, preemption, main, runtime)
 
 
-def _run_locked(cfg: DictConfig, typed, job_dir: Path, preemption: PreemptionFlag, main: bool) -> list[dict]:
+def _run_locked(cfg: DictConfig, typed, job_dir: Path, preemption: PreemptionFlag, main: bool,
+                runtime: Runtime) -> list[dict]:
     seed_everything(typed.seed, typed.threads)
     identity = {
         "experiment": typed.name,
@@ -102,7 +105,8 @@ def _run_locked(cfg: DictConfig, typed, job_dir: Path, preemption: PreemptionFla
     logger = build_logger(job_dir, typed.logger, cfg, group=typed.sweep_name) if main else NullLogger()
     ctx = RunContext(job_dir=job_dir, meter=meter, logger=logger, identity=identity,
                      progress=JobProgress.for_config(typed), preemption=preemption,
-                     carbon_plan=plan_from_config(typed.meter, time.time(), typed.meter.schedule_duration_h))
+                     carbon_plan=plan_from_config(typed.meter, time.time(), typed.meter.schedule_duration_h),
+                     runtime=runtime)
     status = "failed"
     try:
         with meter:
