@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_flop_count
 
 CONVENTION = "2*MAC (torch FlopCounterMode)"
 
@@ -48,7 +48,37 @@ def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddin
     return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
 
 
-FLOP_FIXES = {torch.ops.aten.convolution_backward: conv_backward_flop}
+def _sdpa_forward_flop(q_shape, k_shape, v_shape, *_, out_shape=None, **__) -> int:
+    # q [B, Hq, L, E] @ k^T -> scores [B, Hq, L, S]; scores @ v [B, Hkv, S, Ev]: 2*B*Hq*L*S*(E + Ev)
+    return sdpa_flop_count(q_shape, k_shape, v_shape)
+
+
+def _sdpa_backward_flop(grad_out_shape, q_shape, k_shape, v_shape, *_, out_shape=None, **__) -> int:
+    # grad of each of the forward's two matmuls costs two matmuls of its size: 2x forward, as the math backend
+    # counts under autograd; a fused kernel's recomputation of the scores (torch's own formula: 2.5x) is not counted
+    return 2 * sdpa_flop_count(q_shape, k_shape, v_shape)
+
+
+_aten = torch.ops.aten
+# Every scaled_dot_product_attention backend counts the same (one convention): the CPU fused kernel is missing
+# from torch's registry (0 FLOPs without dropout), and its fused backwards count recomputation.
+SDPA_OPS = {name: _sdpa_forward_flop for name in (
+    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_fused_attention_overrideable")} | {name: _sdpa_backward_flop for name in (
+    "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention_backward",
+    "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_cudnn_attention_backward",
+    "_scaled_dot_product_fused_attention_overrideable_backward")}
+
+FLOP_FIXES = {_aten.convolution_backward: conv_backward_flop,
+              **{getattr(_aten, n): f for n, f in SDPA_OPS.items() if hasattr(_aten, n)}}
+
+
+def flop_counter() -> FlopCounterMode:
+    """The one FLOP counter of leanlab: torch's FlopCounterMode with `FLOP_FIXES` (grouped-conv backward, every
+    SDPA backend). Causal attention is counted as the full L x S score matrix, as torch counts every attention
+    kernel (a causal fused kernel skips about half of it); GQA counts the query heads."""
+    return FlopCounterMode(display=False, custom_mapping=FLOP_FIXES)
 
 
 def count_flops(
@@ -66,13 +96,13 @@ def count_flops(
     if loss_fn is None:
         model.eval()
     root_name = type(model).__name__
-    with FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as fwd_mode:
+    with flop_counter() as fwd_mode:
         out = model(*inputs)
     forward = int(fwd_mode.get_total_flops())
     by_module = _module_totals(fwd_mode, root_name)
     backward = 0
     if loss_fn is not None:
-        with FlopCounterMode(display=False, custom_mapping=FLOP_FIXES) as bwd_mode:
+        with flop_counter() as bwd_mode:
             loss_fn(out).backward()
         backward = int(bwd_mode.get_total_flops())
     return FlopCount(forward=forward, backward=backward, by_module_forward=by_module)

@@ -68,9 +68,9 @@ class _WindowContext:
         m = Measurement(name=self._name)
         counter = None
         if self._flops:  # torch is imported only here: metering alone never needs it
-            from torch.utils.flop_counter import FlopCounterMode
+            from meter.flops import flop_counter  # the counter count_flops uses: one convention
 
-            counter = FlopCounterMode(display=False)
+            counter = flop_counter()
             counter.__enter__()
             self._meter._flop_depth += 1
         self._stack.append((m, self._meter._open_window(self._name), counter))
