@@ -37,6 +37,9 @@ class Phase:
     reorder_before: bool = False  # importance-sort channels before the phase starts (expand phases)
     sampler: str = "progressive"
     distill: bool = True  # KD from the teacher (ignored where no teacher exists, e.g. the full-net phase)
+    # linear warm-up from ~0 to `lr` over the phase's first warmup_epochs (fractions allowed), then cosine over the
+    # rest; counted within `epochs` (the reference's 125-epoch phases are 5 warm-up + 120 cosine)
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         where = f"phase {self.name!r}"
@@ -44,6 +47,9 @@ class Phase:
             raise ValueError(f"{where}: epochs={self.epochs!r}; allowed: an integer >= 0")
         if not self.lr > 0:
             raise ValueError(f"{where}: lr={self.lr!r}; allowed: > 0")
+        if not (self.warmup_epochs >= 0 and (self.epochs == 0 or self.warmup_epochs <= self.epochs)):
+            raise ValueError(f"{where}: warmup_epochs={self.warmup_epochs!r}; allowed: 0 <= warmup_epochs <= epochs "
+                             f"({self.epochs})")
         if not isinstance(self.subnets_per_step, int) or self.subnets_per_step < 1:
             raise ValueError(f"{where}: subnets_per_step={self.subnets_per_step!r}; allowed: an integer >= 1")
         for dim in DIMENSIONS:
@@ -87,24 +93,30 @@ class Phase:
 
 
 # The paper's PS schedule (ImageNet, 32 GPUs): epochs and peak lrs of App. B; scale with `scaled`.
+# Warm-up as the reference code (train_ofa_net.py): 5 epochs in the full, kernel, depth-2 and expand-2 phases.
 PS_SCHEDULE: tuple[Phase, ...] = (
-    Phase("full", 180, 2.6),
-    Phase("kernel", 125, 0.96, kernel_sizes="all"),
+    Phase("full", 180, 2.6, warmup_epochs=5),
+    Phase("kernel", 125, 0.96, kernel_sizes="all", warmup_epochs=5),
     Phase("depth_1", 25, 0.08, kernel_sizes="all", depths=(3, 4), subnets_per_step=2),
-    Phase("depth_2", 125, 0.24, kernel_sizes="all", depths="all", subnets_per_step=2),
+    Phase("depth_2", 125, 0.24, kernel_sizes="all", depths="all", subnets_per_step=2, warmup_epochs=5),
     Phase("expand_1", 25, 0.08, kernel_sizes="all", depths="all", expand_ratios=(4, 6), subnets_per_step=4,
           reorder_before=True),
     Phase("expand_2", 125, 0.24, kernel_sizes="all", depths="all", expand_ratios="all", subnets_per_step=4,
-          reorder_before=True),
+          reorder_before=True, warmup_epochs=5),
 )
 
 
 def scaled(phases, epoch_scale: float = 1.0, lr_scale: float = 1.0) -> list[Phase]:
-    """Every phase's epochs x epoch_scale (rounded, at least 1 where it was > 0) and lr x lr_scale."""
+    """Every phase's epochs x epoch_scale (rounded, at least 1 where it was > 0), its warm-up x epoch_scale (not
+    rounded, at most the phase) and lr x lr_scale."""
     if not epoch_scale > 0 or not lr_scale > 0:
         raise ValueError(f"scaled: epoch_scale={epoch_scale!r}, lr_scale={lr_scale!r}; allowed: both > 0")
-    return [replace(p, epochs=max(1, round(p.epochs * epoch_scale)) if p.epochs else 0, lr=p.lr * lr_scale)
-            for p in phases]
+    out = []
+    for p in phases:
+        epochs = max(1, round(p.epochs * epoch_scale)) if p.epochs else 0
+        out.append(replace(p, epochs=epochs, lr=p.lr * lr_scale, warmup_epochs=min(p.warmup_epochs * epoch_scale,
+                                                                                    epochs)))
+    return out
 
 
 def subnet_epochs(phases) -> int:
@@ -138,9 +150,10 @@ def no_ps(epoch_scale: float = 1.0, lr_scale: float = 1.0, subnets_per_step: int
     head = ps[:1] if full_first else []
     total = subnet_epochs(ps) - subnet_epochs(head)
     lr = ps[1].lr if full_first else ps[0].lr
+    warmup = (ps[1] if full_first else ps[0]).warmup_epochs
     return head + [Phase("no_ps", math.ceil(total / subnets_per_step), lr, kernel_sizes="all",
                          expand_ratios="all", depths="all", subnets_per_step=subnets_per_step, sampler="no_ps",
-                         distill=full_first)]
+                         distill=full_first, warmup_epochs=warmup)]
 
 
 @SCHEDULES.register("no_ps_kd")
@@ -156,4 +169,5 @@ def sandwich(epoch_scale: float = 1.0, lr_scale: float = 1.0, num_random: int = 
     per_step = 2 + num_random
     ps = _ps(epoch_scale, lr_scale, ps)
     return [Phase("sandwich", math.ceil(subnet_epochs(ps) / per_step), ps[0].lr, kernel_sizes="all",
-                  expand_ratios="all", depths="all", subnets_per_step=per_step, sampler="sandwich")]
+                  expand_ratios="all", depths="all", subnets_per_step=per_step, sampler="sandwich",
+                  warmup_epochs=ps[0].warmup_epochs)]

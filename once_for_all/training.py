@@ -40,15 +40,21 @@ def derive_seed(*parts) -> int:
 @dataclass
 class Batches:
     """In-memory (x [N, ...], y [N]) split into shuffled batches of `batch_size`; the last partial batch is
-    dropped so every step sees the same batch shape."""
+    dropped so every step sees the same batch shape. Data parallel: `batch_size` is the global batch and rank
+    `rank` of `world_size` gets its contiguous 1/world_size slice of each (the same order on every rank)."""
 
     x: torch.Tensor
     y: torch.Tensor
     batch_size: int
+    rank: int = 0
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= len(self.x):
             raise ValueError(f"batch_size={self.batch_size}; allowed: 1..{len(self.x)} (the number of samples)")
+        if self.batch_size % self.world_size or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"batch_size={self.batch_size} over {self.world_size} ranks (rank {self.rank}); "
+                             f"allowed: a multiple of {self.world_size}")
 
     def __len__(self) -> int:
         return len(self.x) // self.batch_size
@@ -57,6 +63,8 @@ class Batches:
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            per = self.batch_size // self.world_size
+            idx = idx[self.rank * per:(self.rank + 1) * per]  # [B / world]
             yield self.x[idx], self.y[idx]
 
 
@@ -123,6 +131,19 @@ def cosine_lr(peak: float, step: int, total: int) -> float:
     return 0.5 * peak * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
 
+def phase_lr(peak: float, step: int, total: int, warmup: int = 0) -> float:
+    """The reference's schedule: `warmup` steps linear to `peak` (step s: peak x (s+1)/warmup), then cosine from
+    `peak` to 0 over the remaining total - warmup steps."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return cosine_lr(peak, step - warmup, total - warmup)
+
+
+def warmup_steps(phase: Phase, steps_per_epoch: int) -> int:
+    """The phase's warm-up in optimizer steps: round(warmup_epochs x steps per epoch), at most the phase."""
+    return min(round(phase.warmup_epochs * steps_per_epoch), phase.epochs * steps_per_epoch)
+
+
 # ------------------------------------------------------------------------------------------------ losses
 def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """mean_b sum_c -softmax(target)_bc log_softmax(logits)_bc; logits, target_logits: [B, C]."""
@@ -151,20 +172,23 @@ def train_phase(
     net: nn.Module, phase: Phase, batches: Batches, *, seed: int = 0, teacher: nn.Module | None = None,
     kd_weight: float = 1.0, label_smoothing: float = 0.0, optim: OptimConfig = OptimConfig(),
     sampler: str | None = None, state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
-    meter=None, flops: TrainFlops | None = None,
+    meter=None, flops: TrainFlops | None = None, grad_sync: Callable[[nn.Module], None] | None = None,
 ) -> dict:
     """Train `net` (an OFASupernet, or any static module with sampler "static") for one phase.
 
     `state`: what `on_epoch_end` received last (resume); `meter`: each epoch runs in `meter.window`.
-    Returns {"phase", "epoch", "step", "counters", "history"}: counters hold optimizer steps, sub-net steps,
-    samples and training FLOPs (sampled sub-nets fwd+bwd, teacher fwd); history one row per epoch.
+    Data parallel (the caller owns the process group): `batches` yields this rank's shard, every rank draws the
+    same sub-nets (seeded by the step), and `grad_sync(net)` (e.g. an all-reduce mean of the grads) runs once per
+    step on the sum of the sub-nets' gradients, before the optimizer step; FLOPs/samples count every rank.
+    Returns {"phase", "epoch", "step", "counters", "history", "warmup_steps"}: counters hold optimizer steps,
+    sub-net steps, samples and training FLOPs (sampled sub-nets fwd+bwd, teacher fwd); history one row per epoch.
     """
     draw = SAMPLERS.get(sampler or phase.sampler)
     space = phase.space(net.spec) if hasattr(net, "set_active") else None
     flops = flops if flops is not None else TrainFlops()
     teacher = teacher if phase.distill and kd_weight else None
     opt = build_optimizer(net, optim)
-    total = phase.epochs * len(batches)
+    total, warmup = phase.epochs * len(batches), warmup_steps(phase, len(batches))
     run = {"phase": phase.name, "epoch": 0, "step": 0, "history": [],
            "counters": {"optimizer_steps": 0, "subnet_steps": 0, "samples": 0, "flops_train": 0}}
     if state is not None:
@@ -182,13 +206,13 @@ def train_phase(
         with meter.window(f"{phase.name}-epoch{epoch}") if meter is not None else nullcontext() as m:
             for x, y in batches.epoch(derive_seed(seed, phase.name, "data", epoch)):
                 step = run["step"]
-                lr = cosine_lr(phase.lr, step, total)
+                lr = phase_lr(phase.lr, step, total, warmup)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 cfgs = draw.sample(space, random.Random(derive_seed(seed, phase.name, "arch", step)),
                                    phase.subnets_per_step)
                 loss = _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace, flops,
-                             counters)
+                             counters, grad_sync, batches.world_size)
                 if not math.isfinite(loss):  # stop before a diverged net is checkpointed as if healthy
                     raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} on sub-nets "
                                              f"{[str(c) for c in cfgs]}; lower the lr ({lr:g}) or check the data")
@@ -202,11 +226,13 @@ def train_phase(
         run["epoch"] = epoch + 1
         if on_epoch_end is not None:
             on_epoch_end(_snapshot(net, opt, **run))
-    return run
+    return {**run, "warmup_steps": warmup}
 
 
-def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, flops, counters) -> float:
-    """Forward/backward every sampled sub-net, summing gradients; one optimizer step. Returns the mean loss."""
+def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, flops, counters, grad_sync=None,
+          world_size: int = 1) -> float:
+    """Forward/backward every sampled sub-net, summing gradients (then `grad_sync` across ranks); one optimizer
+    step. Returns this rank's mean loss; counters count all `world_size` ranks' work."""
     opt.zero_grad(set_to_none=True)
     resized: dict[int | None, torch.Tensor] = {}
     targets: dict[int | None, torch.Tensor] = {}
@@ -223,7 +249,7 @@ def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, fl
         target = inplace_target
         if teacher is not None:
             if res not in targets:
-                targets[res] = _teacher_logits(teacher, xr, res, flops, counters)
+                targets[res] = _teacher_logits(teacher, xr, res, flops, counters, world_size)
             target = targets[res]
         if target is not None and kd_weight:
             loss = loss + kd_weight * soft_cross_entropy(out, target)
@@ -231,42 +257,68 @@ def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, fl
         if inplace and j == 0:
             inplace_target = out.detach()
         total += float(loss.detach())
-        counters["flops_train"] += flops(net, cfg, xr)
+        counters["flops_train"] += world_size * flops(net, cfg, xr)
+    if grad_sync is not None:
+        grad_sync(net)
     opt.step()
     counters["optimizer_steps"] += 1
     counters["subnet_steps"] += len(cfgs)
-    counters["samples"] += len(x) * len(cfgs)
+    counters["samples"] += world_size * len(x) * len(cfgs)
     return total / len(cfgs)
 
 
 def _teacher_logits(teacher: nn.Module, x: torch.Tensor, res: int | None, flops: TrainFlops,
-                    counters: dict) -> torch.Tensor:
+                    counters: dict, world_size: int = 1) -> torch.Tensor:
     # teacher in train() mode under no_grad, as the reference code distils
     teacher.train()
     tcfg = _teacher_cfg(teacher, res) if res is not None else None
     _activate(teacher, tcfg)
     with torch.no_grad():
         out = teacher(x)
-    counters["flops_train"] += flops(teacher, tcfg, x, backward=False)
+    counters["flops_train"] += world_size * flops(teacher, tcfg, x, backward=False)
     return out
 
 
 def train_static(model: nn.Module, batches: Batches, *, epochs: int, lr: float, name: str = "static",
-                 **kwargs) -> dict:
+                 warmup_epochs: float = 0.0, **kwargs) -> dict:
     """Train any static module (from-scratch baseline) through the same loop; kwargs as `train_phase`."""
-    phase = Phase(name, epochs, lr, sampler="static", distill=False)
+    phase = Phase(name, epochs, lr, sampler="static", distill=False, warmup_epochs=warmup_epochs)
     return train_phase(model, phase, batches, **kwargs)
 
 
-def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: str | None = "full",
+def teacher_index(phases, teacher_after: int | str | None, kd_weight: float) -> int | None:
+    """The index of the phase after which a frozen copy of the net becomes the KD teacher of the later phases
+    (`teacher_after`: an index, 0 = the first phase, OFA's full net; a phase name; or None: no teacher).
+
+    ValueError naming the value and what is allowed when the name is not a phase, or when kd_weight > 0 while a
+    phase asks for KD (distill=True, not in-place) and no teacher exists: KD would be silently off."""
+    names = [p.name for p in phases]
+    if isinstance(teacher_after, str):
+        if teacher_after not in names:
+            raise ValueError(f"teacher={teacher_after!r} is not a phase of the schedule; allowed: {names}, 'first' "
+                             "or null (no teacher)")
+        teacher_after = names.index(teacher_after)
+    if teacher_after is not None and not 0 <= teacher_after < len(phases):
+        raise ValueError(f"teacher index {teacher_after}; allowed: 0..{len(phases) - 1}")
+    wants = [p.name for p in phases if p.distill and not SAMPLERS.get(p.sampler).inplace]
+    if kd_weight > 0 and teacher_after is None and wants:
+        raise ValueError(f"kd_weight={kd_weight} but no teacher: phases {wants} would distil from nothing; allowed: "
+                         "kd_weight=0, or a teacher (the first phase or a phase name)")
+    return teacher_after
+
+
+def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: int | str | None = 0,
                    state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
                    **kwargs) -> list[dict]:
-    """Run `phases` in order: re-order channels before a phase that asks for it, and after the phase named
-    `teacher_after` freeze a copy of the net as the KD teacher of the later phases. The epoch-end states add
+    """Run `phases` in order: re-order channels before a phase that asks for it, and after the teacher phase
+    (`teacher_index`: the first phase by default, whatever its name) freeze a copy of the net as the KD teacher
+    of the later phases. A re-ordering keeps the channel groups of the expand ratios the previous phase trained
+    below its largest (the reference protects expand_1's e=4 group before expand_2). The epoch-end states add
     "phase_index", "teacher" (its weights) and "results" (earlier phases' returns), so `state` resumes
     anywhere in the schedule. kwargs as `train_phase`. Returns one result per phase."""
     from .reorder import reorder_channels
 
+    teacher_at = teacher_index(phases, teacher_after, kwargs.get("kd_weight", 1.0))
     start = state["phase_index"] if state is not None else 0
     results = copy.deepcopy(state["results"]) if state is not None else []
     teacher = None
@@ -277,7 +329,8 @@ def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: s
         phase = phases[i]
         resume = state if i == start else None
         if phase.reorder_before and resume is None:
-            reorder_channels(net)
+            before = phases[i - 1].values(net.spec, "expand_ratios") if i > 0 else ()
+            reorder_channels(net, keep=tuple(before[:-1]))  # the previous phase's narrower groups stay sets
 
         def hook(s: dict, i: int = i, t: nn.Module | None = teacher) -> None:
             s.update(phase_index=i, results=copy.deepcopy(results),
@@ -287,6 +340,6 @@ def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: s
 
         results.append(train_phase(net, phase, batches, teacher=teacher, state=resume, on_epoch_end=hook,
                                    **kwargs))
-        if phase.name == teacher_after:
+        if i == teacher_at:
             teacher = copy.deepcopy(net).requires_grad_(False)
     return results
