@@ -20,6 +20,7 @@ from torch import nn
 
 from lth.branches import BASELINES, RETRAIN, Start
 from lth.masks import Mask, density, mask_applier
+from lth.pretrained import reinit_like
 from lth.pruning import PruneRates
 from lth.ticket import LotteryTicket
 
@@ -121,8 +122,9 @@ def run_imp(model_fn: Callable[[], nn.Module] | nn.Module, train_fn: Callable[[n
     {"lth/level", "lth/kind", "lth/percent_remaining", **train_fn(model, unit)}.
 
     `model_fn()` builds a fresh model; given a model instance instead, the ticket trains it in place and random
-    re-initialisations are copies of it with `reset_parameters()` called. `after_level(imp, level)` may train extra
-    units (e.g. `imp.twin(level)`) and returns their rows. Other keyword arguments go to `IMP` (seed, retrain,
+    re-initialisations are copies of it re-initialised (`lth.pretrained.reinit_like`: transformers' `_init_weights`,
+    else `reset_parameters()`). `after_level(imp, level)` may train extra units (e.g. `imp.twin(level)`) and returns
+    their rows. Other keyword arguments go to `IMP` (seed, retrain,
     optimizer_state, random_prune_scope) and `LotteryTicket` (output_rate, rewind, iterations_per_epoch, include,
     exclude, names).
     """
@@ -153,13 +155,4 @@ def run_imp(model_fn: Callable[[], nn.Module] | nn.Module, train_fn: Callable[[n
 def _factory(model_or_fn: Callable[[], nn.Module] | nn.Module) -> Callable[[], nn.Module]:
     if not isinstance(model_or_fn, nn.Module):
         return model_or_fn
-    template = copy.deepcopy(model_or_fn)
-
-    def build() -> nn.Module:
-        model = copy.deepcopy(template)
-        for m in model.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-        return model
-
-    return build
+    return reinit_like(model_or_fn)  # transformers models re-initialise as their library does
