@@ -8,6 +8,7 @@ exactly what an uninterrupted run would have done (bit-identical on CPU).
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import time
@@ -29,6 +30,7 @@ from experiments.objectives import Classification, Objective
 from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from experiments.progress import JobProgress, as_progress
+from experiments.runtime import CPU, Runtime
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
@@ -64,6 +66,18 @@ class FitResult:
     flops_eval: int
     measurement: Measurement
     history: list[dict] = field(default_factory=list)  # per evaluation: step, flops_train so far, metrics
+    compiled: str = "none"  # what torch.compile compiled for training (Runtime.prepare_model)
+
+
+def _on_device(data: Splits, runtime: Runtime) -> Splits:
+    """A shallow copy of `data` whose tensor splits are on the runtime's device (`data` itself on CPU)."""
+    if runtime.device.type == "cpu":
+        return data
+    moved = copy.copy(data)
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        if isinstance(getattr(data, name, None), torch.Tensor):
+            setattr(moved, name, runtime.to_device(getattr(data, name)))
+    return moved
 
 
 def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str, float]:
@@ -111,6 +125,7 @@ class Services:
     flop_cache: FlopCache | None = None
     preemption: PreemptionFlag = NEVER
     carbon_plan: Plan | None = None  # carbon-aware schedule: wait at epoch boundaries, stop resumably when spent
+    runtime: Runtime | None = None  # device, precision, compile (experiments.runtime); None: CPU fp32 eager
 
 
 def _from_keywords(keywords: dict) -> tuple[FitSpec, Services, list[Callback]]:
@@ -142,6 +157,12 @@ class _Trainer:
     """The state of one `fit` call; methods are the loop's phases, in the order `run` calls them."""
 
     def __init__(self, model, data: Splits, optim_cfg, spec: FitSpec, services, callbacks: Sequence[Callback]):
+        # The runtime borrows the model onto its device for this fit and `run` hands it back where it was.
+        self.runtime = getattr(services, "runtime", None) or CPU
+        self.home = next((p.device for p in model.parameters()), self.runtime.device)
+        self.runtime.prepare_model(model, compile_it=False)
+        data = _on_device(data, self.runtime)  # in-memory splits live on the device (the fastest loader)
+        self.scaler = self.runtime.grad_scaler()  # fp16 only; checkpointed
         self.model, self.data, self.optim_cfg, self.spec = model, data, optim_cfg, spec
         self.meter, self.preemption, self.carbon_plan = services.meter, services.preemption, services.carbon_plan
         self.logger = as_logger(services.logger)
@@ -159,7 +180,8 @@ class _Trainer:
             optimizer.load_state_dict(spec.optimizer_state)
         total = spec.total_steps
         self.lr_at = spec.lr_at or (lambda s: lr_factor(optim_cfg, s, total))
-        self.reapply_mask = mask_applier(model, spec.mask) if spec.mask is not None else None
+        mask = {k: m.to(self.runtime.device) for k, m in spec.mask.items()} if spec.mask is not None else None
+        self.reapply_mask = mask_applier(model, mask) if mask is not None else None
         if self.reapply_mask is not None:
             self.reapply_mask()
         self.loop = Loop(model=model, optimizer=optimizer, spec=spec, logger=self.logger, step=spec.start_step)
@@ -182,6 +204,8 @@ class _Trainer:
         self.measured = Measurement.from_dict(state["measurement"])
         self.history = list(state["history"])
         self.loop.extra = dict(state.get("extra", {}))
+        if self.scaler is not None and "grad_scaler" in state:  # fp16: the loss scale it had reached
+            self.scaler.load_state_dict(state["grad_scaler"])
         log.info("%s: resumed from %s at step %d", self.spec.tag, path, self.loop.step)
 
     def checkpoint(self) -> None:
@@ -192,11 +216,12 @@ class _Trainer:
             "logger_position": self.logger.position(), "step": self.loop.step, "flops_train": self.flops_train,
             "flops_eval": self.flops_eval, "early_stop": asdict(self.early), "measurement": self.measured.to_dict(),
             "history": self.history, "extra": self.loop.extra,
+            **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         })
 
     def evaluate(self) -> dict[str, float]:
         step, objective = self.loop.step, self.objective
-        with self.meter.window("eval"):
+        with self.meter.window("eval"), self.runtime.autocast():
             metrics = _eval_all(self.model, self.data, objective)
         n_eval = len(self.data.x_val) + len(self.data.x_test)
         self.flops_eval += n_eval * objective.infer_flops(self.model, self.data.x_train[:1], self.flop_cache)
@@ -218,16 +243,22 @@ class _Trainer:
         epoch, i = divmod(loop.step, self.spe)
         if self._epoch_iter[0] != epoch:  # a new epoch, or a resume mid-epoch: the source starts at batch i
             self._epoch_iter = (epoch, self.batches.epoch(epoch, start=i))
-        xb, yb = next(self._epoch_iter[1])  # this rank's slice of the global batch
+        xb, yb = self.runtime.to_device(next(self._epoch_iter[1]))  # this rank's slice of the global batch
         xb = augment_batch(self.optim_cfg.augment, xb, spec.seed, loop.step)
         for g, base in zip(optimizer.param_groups, self.base_lrs):
             g["lr"] = base * self.lr_at(loop.step)
-        loss = objective.loss(train_model, xb, yb)
+        with self.runtime.autocast():  # fp32: no-op; the loss itself is reported in fp32
+            loss = objective.loss(train_model, xb, yb).float()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"{spec.tag}: training loss is {float(loss.detach())} at step {loop.step}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: scaled backward; a step with inf/nan gradients is skipped and the scale backs off
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
         if self.reapply_mask is not None:
             self.reapply_mask()
         objective.after_step(self.model)
@@ -243,6 +274,7 @@ class _Trainer:
         train_model = self.model
         if world_size > 1:
             train_model = torch.nn.parallel.DistributedDataParallel(self.model)  # averages gradients across ranks
+        train_model, compiled = self.runtime.prepare_model(train_model)  # the training forward; eval stays eager
         self.model.train()
         job = self.progress if rank == 0 else JobProgress(enabled=False)
         unit = job.unit(self.spec.tag, loop.step, total, self.spe)
@@ -277,6 +309,7 @@ class _Trainer:
         for cb in self.callbacks:
             cb.on_train_end(loop)
         final = {k: v for k, v in self.history[-1].items() if k != "flops_train"}
+        self.model.to(self.home)  # handed back where the task had it (a no-op on CPU)
         return FitResult(metrics=final, early_stop=self.early, steps=total - self.spec.start_step,
                          flops_train=self.flops_train, flops_eval=self.flops_eval, measurement=self.measured,
-                         history=self.history)
+                         history=self.history, compiled=compiled)
