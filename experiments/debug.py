@@ -115,6 +115,8 @@ def overfit(cfg, data):
     """`data` with its validation and test sets replaced by the training set when `debug.overfit` is on."""
     if cfg.debug is None or not cfg.debug.overfit:
         return data
+    if hasattr(data, "overfit"):  # a streaming split (experiments.streaming) knows how
+        return data.overfit()
     if hasattr(data, "x_train"):
         return dataclasses.replace(data, x_val=data.x_train, y_val=data.y_train, x_test=data.x_train,
                                    y_test=data.y_train)

@@ -8,7 +8,7 @@ Models may return `output` or `(output, auxes)` (sparse_moe's contract); auxilia
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -54,24 +54,35 @@ class Objective:
         prediction, auxes = _split_output(model(xb))
         return self.loss_fn(prediction, yb) + self.aux_loss(auxes)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Metrics of in-memory x [N, ...], y [N, ...], in slices of `eval_batch_size`."""
+        b = self.eval_batch_size
+        return self.evaluate_batches(model, ((x[i : i + b], y[i : i + b]) for i in range(0, len(x), b)))
+
+    @torch.no_grad()
+    def evaluate_batches(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+        """Metrics over a split given as batches (x [b, ...], y [b, ...]): per-sample means over all of them."""
         was_training = model.training
         model.eval()
         totals: dict[str, float] = {}
-        for i in range(0, len(x), self.eval_batch_size):
-            prediction, _ = _split_output(model(x[i : i + self.eval_batch_size]))
-            target = y[i : i + self.eval_batch_size]
+        n = 0
+        for xb, target in batches:
+            prediction, _ = _split_output(model(xb))
             batch = {"loss": float(self.loss_fn(prediction, target)) * len(target),
                      **self.batch_metrics(prediction, target)}
             for k, v in batch.items():
                 totals[k] = totals.get(k, 0.0) + v
+            n += len(target)
         model.train(was_training)
-        return {k: v / len(x) for k, v in totals.items()}
+        return {k: v / n for k, v in totals.items()}
 
     def step_flops(self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, cache: FlopCache) -> int:
         """Forward + backward FLOPs of one step, counted once per batch shape."""
         return cache.get("train", model, (xb,), lambda out: self.loss_fn(_split_output(out)[0], yb)).total
+
+    def executed_step_flops(self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, cache: FlopCache) -> int:
+        """FLOPs this step executed: `step_flops` unless the work depends on the data (MoE routing overrides)."""
+        return self.step_flops(model, xb, yb, cache)
 
     def infer_flops(self, model: nn.Module, example: torch.Tensor, cache: FlopCache) -> int:
         """FLOPs of one inference on one sample."""

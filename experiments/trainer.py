@@ -31,6 +31,7 @@ from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from experiments.progress import JobProgress, as_progress
 from experiments.runtime import CPU, Runtime
+from experiments.streaming import batch_source
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
@@ -73,6 +74,8 @@ def _on_device(data: Splits, runtime: Runtime) -> Splits:
     """A shallow copy of `data` whose tensor splits are on the runtime's device (`data` itself on CPU)."""
     if runtime.device.type == "cpu":
         return data
+    if hasattr(data, "on_device"):  # a streaming split (experiments.streaming) moves each evaluation batch
+        return data.on_device(runtime.to_device)
     moved = copy.copy(data)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         if isinstance(getattr(data, name, None), torch.Tensor):
@@ -83,11 +86,22 @@ def _on_device(data: Splits, runtime: Runtime) -> Splits:
 def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str, float]:
     out = {}
     for split, (x, y) in {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}.items():
-        if len(x):
+        if len(x) and hasattr(data, "eval_batches"):  # a streaming split (experiments.streaming): batch by batch
+            out |= {f"{k}/{split}": v for k, v in objective.evaluate_batches(model, data.eval_batches(split)).items()}
+        elif len(x):
             out |= {f"{k}/{split}": v for k, v in objective.evaluate(model, x, y).items()}
     if "loss/val" not in out:  # no validation split: early stopping falls back to the test split
         out |= {k.replace("/test", "/val"): v for k, v in out.items()}
     return out
+
+
+def energy_row(result: FitResult) -> dict:
+    """The unit's energy/carbon/time row (train + eval) with the disjoint windows beside it (J, s; null if unknown)."""
+    parts = {"train": result.measurement_train, "eval": result.measurement_eval}
+    known = all(m is not None for m in parts.values())
+    return {**result.measurement.row(),
+            **{f"energy/{k}_joules": m.joules if known else None for k, m in parts.items()},
+            **{f"time/{k}_s": m.seconds if known else None for k, m in parts.items()}}
 
 
 def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
@@ -170,7 +184,7 @@ class _Trainer:
         self.progress = as_progress(services.progress)
         self.objective = spec.objective or Classification()
         self.bs = optim_cfg.batch_size
-        self.batches = spec.batches or TensorBatches(data.x_train, data.y_train, self.bs, spec.seed)
+        self.batches = spec.batches or batch_source(data, self.bs, spec.seed)  # tensors, or the data's own stream
         self.spe = self.batches.steps_per_epoch
         self.eval_every = optim_cfg.eval_every or self.spe
         self.callbacks = [*callbacks] + ([TrainLoss(self.logger.log_every)] if self.logger.log_every else [])
