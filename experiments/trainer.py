@@ -95,15 +95,6 @@ def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str,
     return out
 
 
-def energy_row(result: FitResult) -> dict:
-    """The unit's energy/carbon/time row (train + eval) with the disjoint windows beside it (J, s; null if unknown)."""
-    parts = {"train": result.measurement_train, "eval": result.measurement_eval}
-    known = all(m is not None for m in parts.values())
-    return {**result.measurement.row(),
-            **{f"energy/{k}_joules": m.joules if known else None for k, m in parts.items()},
-            **{f"time/{k}_s": m.seconds if known else None for k, m in parts.items()}}
-
-
 def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
     """At an epoch boundary: wait while the carbon-aware plan says pause; when it has no allowed hours left, stop
     resumably (Preempted, like a SLURM preemption)."""
