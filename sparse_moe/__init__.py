@@ -11,15 +11,19 @@ expert m ways with num_experts=m*E, d_ff=f/m, top_k=m*k -- same active FLOPs, mo
 Models (sparse_moe.models) return (output, [MoEAux per MoE layer]); data in sparse_moe.data.
 Your own model: `moefy(model, match="blocks.*.mlp", num_experts=8)` swaps its FFNs for (upcycled) MoE layers;
 `total_aux_loss(collect_aux(model))` after each forward gives the router losses to add (sparse_moe.upcycle).
+FFNs of transformers/timm/torch models are found through FFN_SPECS (sparse_moe.ffn_specs; neither library is
+imported); save_moefied/load_moefied round-trip a converted model.
 """
 
 from .config import MoEConfig
 from .dispatch import DISPATCHERS
 from .experts import ACTIVATIONS, DenseFFN, Experts
+from .ffn_specs import FFN_SPECS, FFNSpec
 from .flops import MoEFlops, flops_stats, layer_flops, training_flops
 from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
 from .routers import GATE_NORMS, ROUTERS
-from .upcycle import MoEFFN, collect_aux, moefy
+from .moefied_io import load_moefied, save_moefied
+from .upcycle import MoEFFN, collect_aux, moefy, step0_differences
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,6 +32,8 @@ __all__ = [
     "DenseFFN",
     "GATE_NORMS",
     "Experts",
+    "FFN_SPECS",
+    "FFNSpec",
     "MoEAux",
     "MoEConfig",
     "MoEFlops",
@@ -37,7 +43,10 @@ __all__ = [
     "collect_aux",
     "flops_stats",
     "layer_flops",
+    "load_moefied",
     "moefy",
+    "save_moefied",
+    "step0_differences",
     "step_routers",
     "total_aux_loss",
     "training_flops",
