@@ -21,8 +21,8 @@ from .experts import ACTIVATIONS, DenseFFN, Experts
 from .ffn_specs import FFN_SPECS, FFNSpec
 from .flops import MoEFlops, flops_stats, layer_flops, training_flops
 from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
-from .routers import GATE_NORMS, ROUTERS
 from .moefied_io import load_moefied, save_moefied
+from .routers import GATE_NORMS, ROUTERS
 from .upcycle import MoEFFN, collect_aux, moefy, step0_differences
 
 __all__ = [
