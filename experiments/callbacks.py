@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from experiments.loggers import Logger
-    from experiments.trainer import FitSpec
+from experiments.loggers import Logger
+
+
+class LoopSpec(Protocol):
+    """What hooks read of the run's `experiments.trainer.FitSpec` (a protocol, not an import: trainer.py imports
+    this module, so importing trainer here would make a cycle)."""
+
+    tag: str
 
 
 @dataclass
@@ -24,7 +29,7 @@ class Loop:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    spec: FitSpec
+    spec: LoopSpec  # the trainer's FitSpec
     logger: Logger
     step: int
     extra: dict = field(default_factory=dict)  # checkpointed state of callbacks (`Callback.state_key`)

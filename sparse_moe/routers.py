@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,18 @@ from torch import nn
 
 from meter.registry import Registry
 
-if TYPE_CHECKING:  # config.py reads the registries below; at run time only it imports this module
-    from .config import MoEConfig
+
+class RouterSettings(Protocol):
+    """What a router reads from its config (`sparse_moe.config.MoEConfig` has these fields). A protocol, not an
+    import: config.py imports this module's registries, so importing config here would make a cycle."""
+
+    num_experts: int
+    top_k: int
+    router_jitter: float
+    router_init_scale: float
+    second_expert_policy: str
+    bias_update_rate: float
+
 
 ROUTERS: Registry[type[Router]] = Registry("router")
 GATE_NORMS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("gate norm")
@@ -54,7 +64,7 @@ class Router(nn.Module):
     token_choice = True
     fixed_top_k: int | None = None
 
-    def __init__(self, d_model: int, cfg: MoEConfig):
+    def __init__(self, d_model: int, cfg: RouterSettings):
         super().__init__()
         self.num_experts, self.top_k, self.jitter = cfg.num_experts, cfg.top_k, cfg.router_jitter
         self.weight = nn.Parameter(torch.empty(cfg.num_experts, d_model))
@@ -113,7 +123,7 @@ class GShardRouter(Router):
 
     fixed_top_k = 2
 
-    def __init__(self, d_model: int, cfg: MoEConfig):
+    def __init__(self, d_model: int, cfg: RouterSettings):
         super().__init__(d_model, cfg)
         self.policy = cfg.second_expert_policy
 
@@ -144,7 +154,7 @@ class AuxFreeRouter(Router):
     load is accumulated; `update_bias()` (call after each optimizer step, see `sparse_moe.step_routers`)
     applies b_e += u * sign(mean load - load_e) and resets the count. P for the balance loss = s / sum(s)."""
 
-    def __init__(self, d_model: int, cfg: MoEConfig):
+    def __init__(self, d_model: int, cfg: RouterSettings):
         super().__init__(d_model, cfg)
         self.rate = cfg.bias_update_rate
         self.register_buffer("score_bias", torch.zeros(cfg.num_experts))
@@ -175,7 +185,7 @@ class HashRouter(Router):
 
     fixed_top_k = 1
 
-    def __init__(self, d_model: int, cfg: MoEConfig):
+    def __init__(self, d_model: int, cfg: RouterSettings):
         nn.Module.__init__(self)
         self.num_experts, self.top_k, self.jitter = cfg.num_experts, 1, 0.0
         self.weight = None
