@@ -67,7 +67,8 @@ class MoEConfig:
         if self.gate_norm not in GATE_NORMS:
             raise ValueError(f"moe.gate_norm {self.gate_norm!r} unknown; allowed: {', '.join(GATE_NORMS.names())}")
         if self.gate_norm != "none" and not router.token_choice:
-            raise ValueError(f"moe.gate_norm {self.gate_norm!r} needs a token-choice router; {self.router!r} is not")
+            raise ValueError(f"moe.gate_norm {self.gate_norm!r} needs a token-choice router; {self.router!r} is not: "
+                             "expert choice combines with its own scores, use moe.gate_norm=none")
         if not 0 <= self.router_jitter < 1:
             raise ValueError(f"moe.router_jitter must be in [0, 1), got {self.router_jitter}")
         if self.router_init_scale <= 0:

@@ -176,6 +176,10 @@ class MoETransformerEncoderLayer(nn.TransformerEncoderLayer):
     `activation_relu_or_gelu = 0`, which keeps torch's fused fast path (it reads linear1/linear2) off."""
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_nested:  # nn.TransformerEncoder's no-grad fast path packs padded batches: route the real tokens
+            parts = x.unbind()
+            y = self.moe(torch.cat(parts)).split([p.shape[0] for p in parts])
+            return self.dropout2(torch.nested.as_nested_tensor(list(y)))
         return self.dropout2(self.moe(x))
 
 
