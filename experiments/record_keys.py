@@ -48,6 +48,13 @@ RECORD_KEYS: dict[str, str] = {
     "curve/val": "validation metrics at every evaluation: [{step, flops_train, <metric>/val}]",
     # cost details
     "flops/eval_total": "FLOPs spent on evaluations",
+    "flops/train_total_executed": "MoE: flops/train_total with each step's expert rows as its dispatch executed them "
+                                  "(capacity drops, random second expert, padding); flops/train_total is nominal: "
+                                  "each batch shape counted once, with the first such batch's routing",
+    "energy/train_joules": "energy of the training steps only (the trainer's `train` windows; evaluations carved out, J)",
+    "energy/eval_joules": "energy of the periodic and final evaluations (`eval` windows, J); energy/joules = train + eval",
+    "time/train_s": "wall time of the training steps only (s)",
+    "time/eval_s": "wall time of the evaluations (s); time/wall_s = train + eval",
     "flops/convention": "how FLOPs are counted (1 multiply-add = 2 FLOPs)",
     "flops/pretrain": "FLOPs of backbone pretraining (adaptive frames)",
     "flops/fraction_of_dense": "flops/infer_per_sample / flops/infer_per_sample_dense",

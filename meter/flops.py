@@ -24,6 +24,7 @@ class FlopCount:
     forward: int
     backward: int
     by_module_forward: dict[str, int] = field(default_factory=dict)
+    observed: object = None  # what `observe(output)` returned in the counted pass (e.g. the expert rows routed)
 
     @property
     def total(self) -> int:
@@ -85,8 +86,11 @@ def count_flops(
     model: nn.Module,
     inputs: tuple[torch.Tensor, ...],
     loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    observe: Callable[[object], object] | None = None,
 ) -> FlopCount:
-    """Count FLOPs of `model(*inputs)`; with `loss_fn`, also of `loss_fn(out).backward()`.
+    """Count FLOPs of `model(*inputs)`; with `loss_fn`, also of `loss_fn(out).backward()`. `observe(out)` is kept
+    as `FlopCount.observed`: where the work depends on the data (MoE routing), a caller corrects each later step by
+    what it executed against what the counted pass did.
 
     Runs on a deep copy, so the caller's gradients, buffers (e.g. BatchNorm statistics) and RNG-free state are
     untouched and counting never perturbs training. Without `loss_fn` the count is of an inference, so the copy
@@ -105,11 +109,15 @@ def count_flops(
         with flop_counter() as bwd_mode:
             loss_fn(out).backward()
         backward = int(bwd_mode.get_total_flops())
-    return FlopCount(forward=forward, backward=backward, by_module_forward=by_module)
+    return FlopCount(forward=forward, backward=backward, by_module_forward=by_module,
+                     observed=observe(out) if observe is not None else None)
 
 
 class FlopCache:
-    """Caches `count_flops` per (tag, input shapes, dtypes); the model must not change shape under a tag."""
+    """Caches `count_flops` per (tag, input shapes, dtypes); the model must not change shape under a tag.
+
+    The count is of the first batch of a shape: work that depends on the data (MoE capacity drops, a random second
+    expert) is corrected per step by the caller from `FlopCount.observed` (see experiments.tasks.moe)."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple, FlopCount] = {}
@@ -120,10 +128,11 @@ class FlopCache:
         model: nn.Module,
         inputs: tuple[torch.Tensor, ...],
         loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        observe: Callable[[object], object] | None = None,
     ) -> FlopCount:
-        key = (tag, tuple((tuple(x.shape), x.dtype) for x in inputs), loss_fn is not None)
+        key = (tag, tuple((tuple(x.shape), x.dtype) for x in inputs), loss_fn is not None, observe is not None)
         if key not in self._cache:
-            self._cache[key] = count_flops(model, inputs, loss_fn)
+            self._cache[key] = count_flops(model, inputs, loss_fn, observe)
         return self._cache[key]
 
 

@@ -60,12 +60,15 @@ def _last_cumulative(path: Path) -> float:
 class _WindowContext:
     """Context manager (and decorator) for one named window; each `with` fills a fresh Measurement."""
 
-    def __init__(self, meter: Meter, name: str, flops: bool = False) -> None:
-        self._meter, self._name, self._flops = meter, name, flops
+    def __init__(self, meter: Meter, name: str, flops: bool = False, disjoint: bool = False) -> None:
+        self._meter, self._name, self._flops, self._disjoint = meter, name, flops, disjoint
         self._stack: list[tuple[Measurement, _Snapshot, object]] = []
 
     def __enter__(self) -> Measurement:
         m = Measurement(name=self._name)
+        if self._disjoint and self._meter._flop_depth:
+            raise ValueError(f"window {self._name!r}(disjoint=True) inside a FLOP-counted window: its FLOPs cannot be "
+                             "carved out of the outer count; count FLOPs in a window that holds no disjoint one")
         counter = None
         if self._flops:  # torch is imported only here: metering alone never needs it
             from meter.flops import flop_counter  # the counter count_flops uses: one convention
@@ -84,12 +87,12 @@ class _WindowContext:
             self._meter._flop_depth -= 1
             if self._meter._flop_depth == 0:  # an inner counted window is already inside the outer one's count
                 self._meter._flops_total = (self._meter._flops_total or 0) + m.flops
-        self._meter._close_window(m, start)
+        self._meter._close_window(m, start, self._disjoint)
 
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with _WindowContext(self._meter, self._name, self._flops):
+            with _WindowContext(self._meter, self._name, self._flops, self._disjoint):
                 return fn(*args, **kwargs)
 
         return wrapped
@@ -112,6 +115,7 @@ class Meter:
         self._intensity: Optional[Intensity] = None
         self._lock = threading.Lock()
         self._windows: list[str] = []
+        self._carved: list[Optional[Measurement]] = []  # per open window: disjoint windows closed inside it
         self._running = False
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
@@ -224,26 +228,34 @@ class Meter:
         return m
 
     # ---------------------------------------------------------------- windows
-    def window(self, name: str, flops: bool = False) -> _WindowContext:
+    def window(self, name: str, flops: bool = False, disjoint: bool = False) -> _WindowContext:
         """A named window (context manager or decorator) yielding its Measurement when it closes. `flops=True`
-        also counts every FLOP run inside it with torch's FlopCounterMode (2 per multiply-add, backward included);
-        that is slow, so count a few representative steps, not a whole training run."""
+        also counts every FLOP run inside it with `meter.flops.flop_counter` (2 per multiply-add, backward
+        included); that is slow, so count a few representative steps, not a whole training run. `disjoint=True`
+        carves this window's energy, carbon and time out of every window enclosing it (e.g. an `eval` inside a
+        `train` window), so the windows' sums partition the run instead of counting the inner one twice."""
         if not name or "/" in name:
             raise ValueError(f"window name {name!r}: must be non-empty and contain no '/' (nesting adds it)")
-        return _WindowContext(self, name, flops)
+        return _WindowContext(self, name, flops, disjoint)
 
     def _open_window(self, name: str) -> _Snapshot:
         snap = self._snapshot()
         self._windows.append(name)
+        self._carved.append(None)
         return snap
 
-    def _close_window(self, m: Measurement, start: _Snapshot) -> None:
+    def _close_window(self, m: Measurement, start: _Snapshot, disjoint: bool = False) -> None:
         end = self._snapshot()
         if self._windows and self._windows[-1] == m.name:
             self._windows.pop()
         elif m.name in self._windows:
             self._windows.remove(m.name)
+        carved = self._carved.pop() if self._carved else None
         self._fill(m, start, end)
+        if carved is not None:
+            _carve(m, carved)
+        if disjoint:  # every enclosing window still open loses this one's share when it closes
+            self._carved = [m if c is None else c + m for c in self._carved]
         prev = self._window_totals.get(m.name)
         self._window_totals[m.name] = m if prev is None else prev + m
         if m.short_window:
@@ -355,6 +367,17 @@ class Meter:
                 if kind not in self._tick_errors:
                     self._tick_errors.add(kind)
                     log.exception("meter sampler tick failed (%s); further %s errors are not logged", kind, kind)
+
+
+def _carve(m: Measurement, inner: Measurement) -> None:
+    """Remove `inner` (a disjoint window closed inside `m`) from `m` in place; both are ledger differences, so this
+    is exact up to rounding (clamped at 0)."""
+    m.seconds = max(0.0, m.seconds - inner.seconds)
+    m.g_co2e = max(0.0, m.g_co2e - inner.g_co2e)
+    m.components = {k: max(0.0, v - inner.components.get(k, 0.0)) for k, v in m.components.items()}
+    m.joules = sum(m.components.values())
+    if m.joules > 0:
+        m.intensity_g_per_kwh = m.g_co2e / (m.kwh * m.pue)
 
 
 def metered(fn=None, *, name: str = "call", out_dir: Optional[Path | str] = None, flops: bool = False, **config):

@@ -27,6 +27,7 @@ class MoEAux:
     tokens_per_expert [E]: rows dispatched after capacity; requested_per_expert [E]: before capacity.
     dropped: choices refused by capacity; drop_fraction = dropped / requested choices.
     rows_executed: rows the backend pushed through experts (padding included, e.g. padded_bmm: E * C).
+    row_flops: forward FLOPs of one row through one expert, so `executed_flops` is what this call's routing cost.
     """
 
     balance_loss: torch.Tensor
@@ -41,6 +42,12 @@ class MoEAux:
     num_valid_tokens: int
     capacity: int | None
     rows_executed: int
+    row_flops: int = 0
+
+    @property
+    def executed_flops(self) -> int:
+        """Forward FLOPs of the expert rows this call executed (routing-dependent; backward adds 2x)."""
+        return self.row_flops * self.rows_executed
 
     def stats(self) -> dict[str, float]:
         """Flat floats for logging: losses, load (max/mean), unused experts, drops, entropy."""
@@ -141,6 +148,7 @@ class MoELayer(nn.Module):
             num_valid_tokens=num_valid,
             capacity=assign.capacity,
             rows_executed=rows,
+            row_flops=self.experts.row_flops(),
         )
         return y.reshape(shape), aux
 

@@ -21,7 +21,7 @@ from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
 from experiments.optim import lr_factor
 from experiments.tasks.registry import TASKS
-from experiments.trainer import FitSpec, fit, iterations_per_epoch
+from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
 from lth import (
     IMP,
@@ -218,5 +218,5 @@ def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
         "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
         "flops/infer_per_sample": effective, "flops/infer_per_sample_dense": dense, "flops/convention": CONVENTION,
         "params/total": total_params, "params/nonzero": nonzero,
-        **result.measurement.row(),
+        **energy_row(result),
     }

@@ -18,7 +18,7 @@ from experiments.context import RunContext
 from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
 from experiments.tasks.registry import TASKS
-from experiments.trainer import FitSpec, fit, iterations_per_epoch
+from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
 from meter.flops import CONVENTION, param_counts
 from meter.registry import Registry
@@ -73,6 +73,7 @@ class MoEObjective(Objective):
         self.inner = inner
         self.early_stop_metrics = inner.early_stop_metrics
         self.last_stats: dict[str, float] = {}
+        self.last_expert_flops = 0  # forward FLOPs of the expert rows the last training forward executed
 
     def loss_fn(self, prediction, target):
         return self.inner.loss_fn(prediction, target)
@@ -83,13 +84,32 @@ class MoEObjective(Objective):
     def loss(self, model, xb, yb):
         prediction, auxes = _split_output(model(xb))
         self.last_stats = aux_stats(auxes)
+        self.last_expert_flops = _expert_flops(auxes)
         return self.loss_fn(prediction, yb) + self.aux_loss(auxes)
+
+    def _step_count(self, model, xb, yb, cache):
+        loss = lambda out: self.loss_fn(_split_output(out)[0], yb)  # noqa: E731
+        return cache.get("train", model, (xb,), loss, observe=lambda out: _expert_flops(_split_output(out)[1]))
+
+    def step_flops(self, model, xb, yb, cache) -> int:
+        """Nominal: the step counted once per batch shape (its routing is the first batch's)."""
+        return self._step_count(model, xb, yb, cache).total
+
+    def executed_step_flops(self, model, xb, yb, cache) -> int:
+        """The nominal count with its expert rows replaced by the rows this step's dispatch executed (capacity
+        drops, a random second expert, padding): forward + backward (grad input, grad weight) = 3x forward."""
+        count = self._step_count(model, xb, yb, cache)
+        return count.total + 3 * (self.last_expert_flops - count.observed)
 
     def after_step(self, model) -> None:
         step_routers(model)
 
     def step_logs(self) -> dict[str, float]:
         return self.last_stats
+
+
+def _expert_flops(auxes) -> int:
+    return sum(a.executed_flops for a in auxes)
 
 
 def dense_bound_flops(model, example: torch.Tensor) -> int:
@@ -144,13 +164,14 @@ def train_moe(cfg, ctx: RunContext) -> dict:
         # Validation metrics at every evaluation against training FLOPs counted so far (the scaling curve).
         "curve/val": [{"step": h["step"], "flops_train": h["flops_train"],
                        **{k: v for k, v in h.items() if k.endswith("/val")}} for h in result.history],
-        "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
+        "flops/train_total": result.flops_train, "flops/train_total_executed": result.flops_train_executed,
+        "flops/eval_total": result.flops_eval,
         "flops/infer_per_sample": executed, "flops/infer_per_sample_dense": executed + dense_bound_flops(model, example),
         "flops/convention": CONVENTION, "params/total": total_params, "params/nonzero": nonzero,
         "params/active_per_token": total_params - expert_params * idle_share,
         **{f"final/{k}": v for k, v in objective.last_stats.items()},
         **info,
-        **result.measurement.row(),
+        **energy_row(result),
     }
     if "acc/test" not in row:  # regression: the row contract's main metric is the task metric
         row["acc/test"] = None
