@@ -84,10 +84,6 @@ class Objective:
         """FLOPs this step executed: `step_flops` unless the work depends on the data (MoE routing overrides)."""
         return self.step_flops(model, xb, yb, cache)
 
-    def executed_step_flops(self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, cache: FlopCache) -> int:
-        """FLOPs this step executed: `step_flops` unless the work depends on the data (MoE routing overrides)."""
-        return self.step_flops(model, xb, yb, cache)
-
     def infer_flops(self, model: nn.Module, example: torch.Tensor, cache: FlopCache) -> int:
         """FLOPs of one inference on one sample."""
         return cache.get("infer1", model, (example[:1],)).forward
