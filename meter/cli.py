@@ -125,7 +125,7 @@ def format_duration(seconds: float) -> str:
 def cmd_model_card(args) -> int:
     from meter.model_card import model_card
 
-    text, runs = model_card(args.folder, args.training_type, args.location, args.hardware)
+    text, runs = model_card(args.folder, args.training_type, args.location, args.hardware, args.allow_overlap)
     print(text, end="")
     notes = [f"{runs.records} records from {runs.runs} run(s) summed"]
     if runs.failed:
@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="geographical_location; default: the region or trace the intensity came from")
     m.add_argument("--hardware", default="",
                    help="hardware_used; default: CPU and GPU models from the runs' emissions.csv")
+    m.add_argument("--allow-overlap", action="store_true",
+                   help="sum records metered beside other jobs on one host (joblib) as an upper bound")
     m.set_defaults(fn=cmd_model_card)
     return p
 

@@ -40,6 +40,7 @@ class Measurement:
     short_window: bool = False  # shorter than short_window_factor x a live counter's update period
     name: str = ""
     flops: Optional[int] = None  # counted in the window (`Meter.window(..., flops=True)`); None = not counted
+    overlapping_jobs: int = 0  # other metered jobs live on this host during it (meter.peers): shared power overlaps
 
     @property
     def kwh(self) -> float:
@@ -65,6 +66,7 @@ class Measurement:
             "energy/measured_joules": sum((v for k, v in self.components.items() if "/measured:" in k), 0.0),
             "energy/estimated_components": ",".join(est),
             "energy/short_window": self.short_window,
+            "energy/overlapping_jobs": self.overlapping_jobs,
             "carbon/intensity_kind": self.intensity_kind,
             **equivalents(self.g_co2e),
         }
@@ -110,6 +112,7 @@ class Measurement:
             pue=weighted(self.pue, other.pue),
             components=comps,
             short_window=self.short_window or other.short_window,
+            overlapping_jobs=max(self.overlapping_jobs, other.overlapping_jobs),
             name=self.name if self.name == other.name else _merge_labels(self.name, other.name, "+"),
             flops=None if self.flops is None and other.flops is None else (self.flops or 0) + (other.flops or 0),
         )

@@ -30,6 +30,7 @@ from typing import Optional
 from meter.config import MeterConfig
 from meter.intensity import Intensity, resolve
 from meter.measurement import Measurement
+from meter.peers import Lease
 from meter.result import MeterResult
 from meter.sources import SOURCES, EnergySource, SourceUnavailable
 
@@ -116,6 +117,8 @@ class Meter:
         self._lock = threading.Lock()
         self._windows: list[str] = []
         self._carved: list[Optional[Measurement]] = []  # per open window: disjoint windows closed inside it
+        self._lease: Optional[Lease] = None
+        self._peers: list[int] = []  # per open window: most other metered jobs seen on this host during it
         self._running = False
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
@@ -242,6 +245,9 @@ class Meter:
         snap = self._snapshot()
         self._windows.append(name)
         self._carved.append(None)
+        n = self._lease.others() if self._lease is not None else 0
+        with self._lock:
+            self._peers.append(n)
         return snap
 
     def _close_window(self, m: Measurement, start: _Snapshot, disjoint: bool = False) -> None:
@@ -251,7 +257,10 @@ class Meter:
         elif m.name in self._windows:
             self._windows.remove(m.name)
         carved = self._carved.pop() if self._carved else None
+        with self._lock:
+            peers = self._peers.pop() if self._peers else 0
         self._fill(m, start, end)
+        m.overlapping_jobs = max(peers, self._lease.others() if self._lease is not None else 0)
         if carved is not None:
             _carve(m, carved)
         if disjoint:  # every enclosing window still open loses this one's share when it closes
@@ -297,6 +306,7 @@ class Meter:
         with self._lock:
             self._first = self._last = None
             self._advance()
+        self._lease = Lease()
         self._running = True
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="meter-sampler", daemon=True)
@@ -327,6 +337,9 @@ class Meter:
         for s in self._sources or []:
             s.close()
         self._sources = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     def __enter__(self) -> Meter:
         return self.start()
@@ -338,6 +351,10 @@ class Meter:
     def _tick(self) -> None:
         for s in self._sources or []:
             s.poll()
+        if self._lease is not None and self._peers:  # a job that started and ended inside a window still overlaps
+            n = self._lease.others()
+            with self._lock:
+                self._peers = [max(p, n) for p in self._peers]
         with self._lock:
             prev = self._last
             snap = self._advance()

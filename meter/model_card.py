@@ -29,6 +29,7 @@ class Runs:
     failed: int = 0
     records: int = 0
     hardware: list[str] = field(default_factory=list)
+    overlapping: list[str] = field(default_factory=list)  # summaries with records metered beside other jobs
 
 
 def summaries(folder: str | Path) -> list[Path]:
@@ -60,7 +61,9 @@ def _estimated(rec: dict, joules: float, j_key: str, method_key: str) -> float:
     return joules if "estimated:" in str(rec.get(method_key, "")) else 0.0
 
 
-def collect(folder: str | Path) -> Runs:
+def collect(folder: str | Path, allow_overlap: bool = False) -> Runs:
+    """Sum every record under `folder`. Records metered while other jobs ran on the same host (the machine's
+    shared power billed to each: meter.peers) are refused unless `allow_overlap` (the sum is then an upper bound)."""
     out = Runs()
     for path in summaries(folder):
         try:
@@ -72,6 +75,8 @@ def collect(folder: str | Path) -> Runs:
         out.failed += summary.get("status") != "completed"
         for rec in records:
             out.records += 1
+            if rec.get("energy/overlapping_jobs") and str(path) not in out.overlapping:
+                out.overlapping.append(str(path))
             for g_key, j_key, method_key in WINDOW_KEYS:
                 if rec.get(g_key) is None:
                     continue
@@ -80,6 +85,10 @@ def collect(folder: str | Path) -> Runs:
                 out.total = out.total + Measurement(
                     joules=j, g_co2e=float(rec[g_key]), method=rec.get(method_key, ""),
                     intensity_source=rec.get("carbon/intensity_source", ""), pue=float(rec.get("carbon/pue", 1.0)))
+        if out.overlapping and not allow_overlap:
+            raise ValueError(f"{out.overlapping[0]}: records metered while other jobs ran on the same host "
+                             "(energy/overlapping_jobs > 0): each holds the machine's shared power, so their sum "
+                             "counts it more than once; allowed: --allow-overlap (report the sum as an upper bound)")
         hw = _hardware(path.parent)
         if hw and hw not in out.hardware:
             out.hardware.append(hw)
@@ -98,13 +107,15 @@ def _location(intensity_source: str) -> str:
 
 
 def model_card(folder: str | Path, training_type: str = "pre-training", location: str = "",
-               hardware: str = "") -> tuple[str, Runs]:
+               hardware: str = "", allow_overlap: bool = False) -> tuple[str, Runs]:
     """(model-card YAML, what was summed) for a run or sweep folder."""
-    runs = collect(folder)
+    runs = collect(folder, allow_overlap)
     m = runs.total
     est = runs.estimated_joules / m.joules if m.joules else 0.0
     energy = ("energy measured" if est == 0 else
               f"energy ESTIMATED for {100 * est:.0f} % of {m.joules:.4g} J, not measured")
+    if runs.overlapping:
+        energy += "; an UPPER BOUND: jobs ran at once and each was billed the shared machine power"
     source = (f"leanlab meter: {runs.records} records of {runs.runs} run(s); {energy} ({m.method}); "
               f"intensity {m.intensity_source or 'unknown'}; PUE {m.pue:g}")
     block = hf_co2_eq_emissions(m, training_type, location or _location(m.intensity_source),
