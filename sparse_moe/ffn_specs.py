@@ -128,7 +128,7 @@ class FFNSpec:
         if self.install_fn is not None:
             return self.install_fn(module, moe)
         for path in self.identity:
-            _set(module, path, nn.Identity())
+            _set(module, path, nn.Identity().train(module.training))
         if not self.replace:
             return moe
         _set(module, self.replace, moe)
