@@ -95,6 +95,7 @@ RECORD_KEYS: dict[str, str] = {
     "final/moe/layer<i>/<name>": "routing statistic of layer <i> at the last step (load, entropy, drops, aux losses)",
     "data/sources": "char LM: the text files and their hashes",
     "data/vocab_size": "char LM: vocabulary size",
+    "data/skipped_bad": "streaming data with data.skip_bad=true: unreadable files skipped (distinct files)",
     # adaptive frames
     "af/method": "learned policy or baseline name",
     "af/setting": "the method's setting (budget, lambda, k, threshold)",

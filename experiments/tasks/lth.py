@@ -20,6 +20,7 @@ from experiments.checkpoint import load_checkpoint
 from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
 from experiments.optim import lr_factor
+from experiments.stream_data import load_streaming, skipped_row
 from experiments.tasks.registry import TASKS
 from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
@@ -46,7 +47,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_data(cfg):
-    return debug.overfit(cfg, load_dataset(cfg.data.name, **cfg.data.loader_kwargs()))
+    """In-memory `Splits`, or `StreamingSplits` where the data config streams (experiments.stream_data)."""
+    data = load_streaming(cfg)
+    return debug.overfit(cfg, data if data is not None else load_dataset(cfg.data.name, **cfg.data.loader_kwargs()))
 
 
 def build(cfg, data):
@@ -217,6 +220,6 @@ def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
         "acc/val_at_early_stop": result.early_stop.at_best["acc/val"], "lth/early_stop_step": result.early_stop.best_step,
         "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
         "flops/infer_per_sample": effective, "flops/infer_per_sample_dense": dense, "flops/convention": CONVENTION,
-        "params/total": total_params, "params/nonzero": nonzero,
+        "params/total": total_params, "params/nonzero": nonzero, **skipped_row(data),
         **energy_row(result),
     }

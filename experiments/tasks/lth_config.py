@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from experiments.schema import ConfigError, schema
 from experiments.schema import check as _check
+from experiments.stream_data import StreamingDataCfg
 
 
 @schema("data", "base_data")
@@ -148,9 +149,9 @@ class CustomModelCfg:
 
 @schema("data", "base_image_folder")
 @dataclass
-class ImageFolderCfg:
-    """A torchvision ImageFolder tree <root>/{train,val,test}/<class>/<image> (val optional), decoded once into
-    tensors with the transforms below."""
+class ImageFolderCfg(StreamingDataCfg):
+    """A torchvision ImageFolder tree <root>/{train,val,test}/<class>/<image> (val optional): decoded once into
+    tensors, or streamed image by image with the `transform` preset (lth.image_stream; `data.in_memory`)."""
 
     name: str = "image_folder"
     root: Optional[str] = None
@@ -160,8 +161,20 @@ class ImageFolderCfg:
     grayscale: bool = False  # one channel instead of RGB
     val_fraction: float = 0.1  # of train, held out when there is no val/ folder
     split_seed: int = 0
+    transform: str = "none"  # streaming: none | imagenet | cifar (lth.image_stream); random presets stream only
+    crop_size: Optional[int] = None  # imagenet, cifar: the output side
+    eval_resize: Optional[int] = None  # imagenet eval: short side before the centre crop (default crop / 0.875)
 
     def __post_init__(self) -> None:
+        from lth.image_stream import PRESETS
+
+        self.check_streaming()
+        _check(self.transform in PRESETS, "data.transform", self.transform, ", ".join(PRESETS))
+        _check(self.transform == "none" or (self.crop_size or 0) > 0, "data.crop_size", self.crop_size,
+               f"a positive side with data.transform={self.transform}")
+        _check(self.transform == "none" or self.in_memory != "true", "data.in_memory", self.in_memory,
+               f"auto or false with data.transform={self.transform} (its random crops stream; in memory, use "
+               "optim.augment)")
         ok = self.root is not None and (Path(self.root) / "train").is_dir() and (Path(self.root) / "test").is_dir()
         _check(ok, "data.root", self.root, "a folder holding train/ and test/ class subfolders (val/ optional)")
         _check(self.resize is None or (len(self.resize) == 2 and min(self.resize) > 0), "data.resize", self.resize,
