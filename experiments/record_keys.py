@@ -62,6 +62,8 @@ RECORD_KEYS: dict[str, str] = {
     "energy/measured_joules": "part of energy/joules that was measured",
     "energy/estimated_components": "which components were estimated",
     "energy/short_window": "true when the window was too short for the meter's resolution",
+    "energy/overlapping_jobs": "other metered jobs live on this host during the unit (joblib): each job's energy "
+                               "then holds the machine's shared power (socket, idle), so rows must not be summed",
     "energy/per_video_j": "evaluation energy per test video (J)",
     "carbon/intensity_kind": "average or marginal intensity",
     "carbon/eq_km_car": "g CO2e as km driven by an average car (an illustration)",
@@ -95,7 +97,6 @@ RECORD_KEYS: dict[str, str] = {
     "final/moe/layer<i>/<name>": "routing statistic of layer <i> at the last step (load, entropy, drops, aux losses)",
     "data/sources": "char LM: the text files and their hashes",
     "data/vocab_size": "char LM: vocabulary size",
-    "data/skipped_bad": "streaming data with data.skip_bad=true: unreadable files skipped (distinct files)",
     # adaptive frames
     "af/method": "learned policy or baseline name",
     "af/setting": "the method's setting (budget, lambda, k, threshold)",

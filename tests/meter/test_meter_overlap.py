@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from meter import Meter, MeterConfig
-from meter import peers
+from meter import Meter, MeterConfig, peers
 from meter.model_card import model_card
 
 
