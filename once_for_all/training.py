@@ -17,7 +17,7 @@ import hashlib
 import math
 import random
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -173,6 +173,8 @@ def train_phase(
     kd_weight: float = 1.0, label_smoothing: float = 0.0, optim: OptimConfig = OptimConfig(),
     sampler: str | None = None, state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
     meter=None, flops: TrainFlops | None = None, grad_sync: Callable[[nn.Module], None] | None = None,
+    device: torch.device | str | None = None, autocast: Callable[[], AbstractContextManager] | None = None,
+    scaler: torch.amp.GradScaler | None = None, forward: nn.Module | None = None,
 ) -> dict:
     """Train `net` (an OFASupernet, or any static module with sampler "static") for one phase.
 
@@ -180,6 +182,10 @@ def train_phase(
     Data parallel (the caller owns the process group): `batches` yields this rank's shard, every rank draws the
     same sub-nets (seeded by the step), and `grad_sync(net)` (e.g. an all-reduce mean of the grads) runs once per
     step on the sum of the sub-nets' gradients, before the optimizer step; FLOPs/samples count every rank.
+    Device and precision (the caller's): batches are copied to `device` (non_blocking; `net` and `teacher` must be
+    there already), forwards run under `autocast()` (e.g. bf16) with losses in fp32, `scaler` (fp16) scales the
+    backward; `forward`: a compiled wrapper of a static `net` to train through (an elastic net recompiles per
+    sub-net: compile only static ones).
     Returns {"phase", "epoch", "step", "counters", "history", "warmup_steps"}: counters hold optimizer steps,
     sub-net steps, samples and training FLOPs (sampled sub-nets fwd+bwd, teacher fwd); history one row per epoch.
     """
@@ -205,6 +211,8 @@ def train_phase(
         flops_before = counters["flops_train"]
         with meter.window(f"{phase.name}-epoch{epoch}") if meter is not None else nullcontext() as m:
             for x, y in batches.epoch(derive_seed(seed, phase.name, "data", epoch)):
+                if device is not None:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 step = run["step"]
                 lr = phase_lr(phase.lr, step, total, warmup)
                 for g in opt.param_groups:
@@ -212,7 +220,7 @@ def train_phase(
                 cfgs = draw.sample(space, random.Random(derive_seed(seed, phase.name, "arch", step)),
                                    phase.subnets_per_step)
                 loss = _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace, flops,
-                             counters, grad_sync, batches.world_size)
+                             counters, grad_sync, batches.world_size, _Precision(autocast, scaler, forward))
                 if not math.isfinite(loss):  # stop before a diverged net is checkpointed as if healthy
                     raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} on sub-nets "
                                              f"{[str(c) for c in cfgs]}; lower the lr ({lr:g}) or check the data")
@@ -229,8 +237,28 @@ def train_phase(
     return {**run, "warmup_steps": warmup}
 
 
+@dataclass(frozen=True)
+class _Precision:
+    """How a step computes: autocast context factory, fp16 GradScaler, a compiled forward of a static net."""
+
+    autocast: Callable[[], AbstractContextManager] | None = None
+    scaler: torch.amp.GradScaler | None = None
+    forward: nn.Module | None = None
+
+    def context(self) -> AbstractContextManager:
+        return self.autocast() if self.autocast is not None else nullcontext()
+
+
+def _full(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`fn` with a half-precision result cast to fp32 (losses and targets in fp32; fp32/fp64 untouched)."""
+    def call(*args):
+        out = fn(*args)
+        return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+    return call
+
+
 def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, flops, counters, grad_sync=None,
-          world_size: int = 1) -> float:
+          world_size: int = 1, prec: _Precision = _Precision()) -> float:
     """Forward/backward every sampled sub-net, summing gradients (then `grad_sync` across ranks); one optimizer
     step. Returns this rank's mean loss; counters count all `world_size` ranks' work."""
     opt.zero_grad(set_to_none=True)
@@ -244,23 +272,28 @@ def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, fl
             resized[res] = resize_input(x, res) if res is not None else x
         xr = resized[res]
         _activate(net, cfg)
-        out = net(xr)
-        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
-        target = inplace_target
-        if teacher is not None:
-            if res not in targets:
-                targets[res] = _teacher_logits(teacher, xr, res, flops, counters, world_size)
-            target = targets[res]
-        if target is not None and kd_weight:
-            loss = loss + kd_weight * soft_cross_entropy(out, target)
-        loss.backward()
+        with prec.context():  # fp32: no-op; losses below in fp32 either way
+            out = _full(prec.forward or net)(xr)
+            loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+            target = inplace_target
+            if teacher is not None:
+                if res not in targets:
+                    targets[res] = _full(_teacher_logits)(teacher, xr, res, flops, counters, world_size)
+                target = targets[res]
+            if target is not None and kd_weight:
+                loss = loss + kd_weight * soft_cross_entropy(out, target)
+        (prec.scaler.scale(loss) if prec.scaler is not None else loss).backward()
         if inplace and j == 0:
             inplace_target = out.detach()
         total += float(loss.detach())
         counters["flops_train"] += world_size * flops(net, cfg, xr)
     if grad_sync is not None:
         grad_sync(net)
-    opt.step()
+    if prec.scaler is not None:  # fp16: unscale, skip a step with inf/nan gradients, adapt the scale
+        prec.scaler.step(opt)
+        prec.scaler.update()
+    else:
+        opt.step()
     counters["optimizer_steps"] += 1
     counters["subnet_steps"] += len(cfgs)
     counters["samples"] += world_size * len(x) * len(cfgs)
