@@ -126,6 +126,8 @@ RECORD_KEYS: dict[str, str] = {
     "search/uncertainty_penalty": "the search ranked by predicted mean - this x ensemble std (0: the mean)",
     "flops/fraction_of_full": "flops/infer_per_sample / the full supernet's",
     "phase/<name>/epochs": "epochs of training phase <name>",
+    "phase/<name>/warmup_steps": "optimizer steps of linear lr warm-up at the start of phase <name> (its "
+                                 "warmup_epochs)",
     "phase/<name>/subnet_steps": "sub-net forward/backward passes of phase <name>",
     "phase/<name>/flops_train": "training FLOPs of phase <name>",
     "phase/<name>/joules": "energy of phase <name> (J)",

@@ -57,6 +57,7 @@ class SupernetSpec:
     stage_acts: tuple[str, ...] = ()  # per stage, from ACTIVATIONS; () = hswish everywhere
     se_reduction: int = 4
     channel_divisor: int = 1  # expanded / SE widths rounded to multiples of this (8 on ImageNet)
+    dropout: float = 0.0  # before the classifier, in training only (OFA-MobileNetV3: 0.1)
 
     def __post_init__(self) -> None:
         for name in ("stage_widths", "stage_strides", "stage_se", "kernel_sizes", "expand_ratios", "depths",
@@ -85,6 +86,7 @@ class SupernetSpec:
                      "channel_divisor"):
             check(getattr(self, name) > 0, name, "> 0")
         check(self.stem_stride in (1, 2), "stem_stride", "1 or 2")
+        check(0 <= self.dropout < 1, "dropout", "[0, 1)")
         check(self.first_block_channels >= 0 and self.feature_channels >= 0,
               "first_block_channels" if self.first_block_channels < 0 else "feature_channels", ">= 0")
 

@@ -1,4 +1,5 @@
-"""The once-for-all supernet: stem -> [first block] -> elastic stages -> head 1x1 -> pool -> [feature] -> classifier.
+"""The once-for-all supernet: stem -> [first block] -> elastic stages -> head 1x1 -> pool -> [feature] -> [dropout]
+-> classifier.
 
 `OFANet` holds the fixed layers and the forward; `OFASupernet` runs the first D blocks of each stage at the
 active kernels and widths, `export.StaticSubnet` runs plain `MBBlock`s. x: [B, C, L] (1-D) or [B, C, H, W].
@@ -54,6 +55,8 @@ class OFANet(nn.Module):
         if spec.feature_channels:
             self.feature = nn.Sequential(nn.Linear(c, spec.feature_channels, bias=False), ACTS["hswish"]())
             c = spec.feature_channels
+        # dropout before the classifier (absent at 0, so such nets draw no random numbers for it)
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout else None
         self.classifier = nn.Linear(c, spec.num_classes)
 
     def running_blocks(self) -> Iterable[nn.Module]:
@@ -69,6 +72,8 @@ class OFANet(nn.Module):
         h = self.head(h).mean(dim=tuple(range(2, h.dim())))
         if self.feature is not None:
             h = self.feature(h)
+        if self.dropout is not None:
+            h = self.dropout(h)
         return self.classifier(h)
 
 

@@ -31,9 +31,10 @@ from experiments import distributed
 from experiments.checkpoint import exists, load_checkpoint, load_latest, save_checkpoint
 from experiments.context import RunContext
 from experiments.preemption import Preempted
+from experiments.progress import UNIT_COUNTS
 from experiments.records import atomic_write_json, read_json
 from experiments.tasks.lth import load_data
-from experiments.tasks.ofa_config import PREDICTOR_KEYS, predictor_settings, to_phase
+from experiments.tasks.ofa_config import PREDICTOR_KEYS, predictor_settings, teacher_arg, to_phase
 from experiments.tasks.ofa_eval import (
     WIDTH_COSTS,
     accuracy,
@@ -53,10 +54,10 @@ from meter.flops import CONVENTION, param_counts
 from meter.registry import Registry
 from once_for_all import ArchSpace, SubnetConfig
 from once_for_all.efficiency import LatencyTable
-from once_for_all.export import export_subnet, save_subnet
+from once_for_all.export import StaticSubnet, export_subnet, save_subnet
 from once_for_all.flops import FlopsTable
 from once_for_all.predictor import PredictorEnsemble
-from once_for_all.schedule import SCHEDULES
+from once_for_all.schedule import SCHEDULES, Phase
 from once_for_all.search import EvolutionSearch
 from once_for_all.supernet import OFASupernet, resize_input
 from once_for_all.training import Batches, OptimConfig, TrainFlops, train_schedule, train_static
@@ -93,18 +94,31 @@ class Job:
         return OptimConfig(name=o.name, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def resumable(job: Job, unit_dir: Path, tag: str) -> tuple[dict | None, Callable[[dict], None]]:
-    """(state to resume from or None, the epoch-end hook that logs the epoch's row, checkpoints with the log's
-    position and honours preemption/carbon plans). On resume the log is cut back to the checkpoint's position, and
-    on a fresh start to before this unit's rows (`tag` names one unit), so each epoch row appears once."""
+def resumable(job: Job, unit_dir: Path, tag: str,
+              phases: list) -> tuple[dict | None, Callable[[dict], None]]:
+    """(state to resume from or None, the epoch-end hook that logs the epoch's row, prints the job's progress line,
+    checkpoints with the log's position and honours preemption/carbon plans). On resume the log is cut back to the
+    checkpoint's position, and on a fresh start to before this unit's rows (`tag` names one unit), so each epoch
+    row appears once. `phases`: what the unit trains (their epochs size its progress)."""
     path = unit_dir / "checkpoint.pt"
     state = load_latest(path) if exists(path) else None
     job.ctx.logger.start_unit(tag, None if state is None else state.get("log_position"))
+    spe = len(job.batches())
+    before = [spe * sum(p.epochs for p in phases[:i]) for i in range(len(phases))]  # steps ahead of phase i
+    progress = job.ctx.progress if distributed.is_main() else None
+    done = 0 if state is None else before[state.get("phase_index", 0)] + state["step"]
+    unit = progress.unit(tag, done, max(1, spe * sum(p.epochs for p in phases)), spe) if progress else None
 
     def on_epoch_end(s: dict) -> None:
         last = s["history"][-1] if s["history"] else {}
         job.ctx.logger.log({"unit": tag, "phase": s["phase"], "epoch": s["epoch"], "train/loss": last.get("loss")},
                            s["step"])
+        if unit is not None:  # one line per epoch in a log file (a bar on a terminal), as every task
+            unit.tag = f"{tag}/{s['phase']}" if len(phases) > 1 else tag
+            unit.epoch_end(before[s.get("phase_index", 0)] + s["step"],
+                           {"loss": last.get("loss"), "lr": last.get("lr")})
+            if s.get("phase_index", 0) == len(phases) - 1 and s["epoch"] == phases[-1].epochs:
+                unit.close()
         if distributed.is_main():
             save_checkpoint(path, {**s, "log_position": job.ctx.logger.position()})
         if job.ctx.preemption.requested:
@@ -146,9 +160,10 @@ def train_supernet(job: Job) -> OFASupernet:
         return reused_supernet(job, net, final)
 
     def work() -> dict:
-        state, hook = resumable(job, unit_dir, "supernet")
-        m = job.cfg.method
-        results = train_schedule(net, phases_of(job.cfg), job.batches(), state=state, on_epoch_end=hook,
+        m, phases = job.cfg.method, phases_of(job.cfg)
+        state, hook = resumable(job, unit_dir, "supernet", phases)
+        results = train_schedule(net, phases, job.batches(), state=state, on_epoch_end=hook,
+                                 teacher_after=teacher_arg(m.teacher),
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
                                  optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops())
         if distributed.is_main():
@@ -158,7 +173,8 @@ def train_supernet(job: Job) -> OFASupernet:
             acc = evaluate_subnet(net, largest, job.recal, job.data.x_test, job.data.y_test)
         net.load_state_dict(load_checkpoint(final)["model"])  # the saved weights, before recalibration
         per_phase = {f"phase/{r['phase']}/{k}": v for r in results
-                     for k, v in (("epochs", r["epoch"]), ("flops_train", r["counters"]["flops_train"]),
+                     for k, v in (("epochs", r["epoch"]), ("warmup_steps", r.get("warmup_steps", 0)),
+                                  ("flops_train", r["counters"]["flops_train"]),
                                   ("subnet_steps", r["counters"]["subnet_steps"]),
                                   ("joules", measured([r]).joules))}
         return {**base_row(job, "supernet", largest, export_subnet(net, largest)), "acc/test": acc,
@@ -324,17 +340,24 @@ def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency
         run_unit(job.ctx.job_dir / "targets" / f"t{fraction:g}", job.ctx, work)
 
 
+def scratch_model(spec, cfg: SubnetConfig, seed: int) -> StaticSubnet:
+    """`cfg`'s architecture as a static network with a fresh standard (PyTorch default) initialisation of its own
+    layer shapes: a k=3 depthwise conv draws from U(+-1/sqrt(3)), not a crop of a 7-tap init (U(+-1/sqrt(7)))."""
+    torch.manual_seed(seed + 1 + int(cfg.key(), 16) % 10_000)
+    return StaticSubnet(spec, cfg)
+
+
 def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetConfig, extra: dict) -> None:
     """A static model of `cfg`'s architecture with a fresh seeded init, trained alone (optim.epochs, or optim.steps
-    rounded up to epochs, at optim.lr)."""
+    rounded up to epochs, at optim.lr, after optim.warmup_steps of linear warm-up)."""
     def work() -> dict:
-        torch.manual_seed(job.cfg.seed + 1 + int(cfg.key(), 16) % 10_000)
-        model = export_subnet(OFASupernet(spec), cfg)
-        state, hook = resumable(job, unit_dir, f"{kind}/{unit_dir.name}")
+        model = scratch_model(spec, cfg, job.cfg.seed)
         batches = _at(job.batches(), cfg.resolution)
         o = job.cfg.optim  # an epoch budget, or a step budget rounded up to whole epochs
         epochs = o.epochs if o.epochs is not None else -(-o.steps // len(batches))
-        result = train_static(model, batches, epochs=epochs,
+        warmup = min(o.warmup_steps / len(batches), epochs)
+        state, hook = resumable(job, unit_dir, f"{kind}/{unit_dir.name}", [Phase(kind, epochs, o.lr)])
+        result = train_static(model, batches, epochs=epochs, warmup_epochs=warmup,
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
                               meter=job.ctx.meter, flops=TrainFlops())
@@ -376,6 +399,14 @@ def width_multipliers(job: Job) -> None:
         train_from_scratch(job, job.ctx.job_dir / "width" / f"t{fraction:g}", "width_multiplier", spec,
                            ArchSpace.full(spec).largest(),
                            {"ofa/target_fraction": fraction, "ofa/width_multiplier": multiplier})
+
+
+@UNIT_COUNTS.register("ofa")
+def unit_count(cfg) -> tuple[int, str]:
+    """Supernet, latency table, 8 corners, predictor, one per target, then each baseline's units (as run_ofa)."""
+    n_targets = len(cfg.method.targets)
+    per_baseline = {"scratch_corners": 8, "width_multiplier": n_targets}
+    return 3 + 8 + n_targets + sum(per_baseline[b] for b in cfg.method.baselines), cfg.method.training
 
 
 @TASKS.register("ofa")

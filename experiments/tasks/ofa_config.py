@@ -39,6 +39,7 @@ class OFAModelCfg:
     stage_acts: list[str] = field(default_factory=list)  # per stage: relu | hswish; [] = hswish everywhere
     se_reduction: int = 4
     channel_divisor: int = 1  # expanded and SE widths rounded to multiples of this (8 on ImageNet)
+    dropout: float = 0.0  # before the classifier, training only (OFA-MobileNetV3: 0.1; MNIST-1D/mnist5k keep 0)
 
     def __post_init__(self) -> None:
         try:  # SupernetSpec validates every field; its message names the key, here as model.<key>
@@ -57,7 +58,8 @@ class OFAModelCfg:
             expand_ratios=tuple(float(e) for e in self.expand_ratios), depths=tuple(self.depths),
             resolutions=tuple(self.resolutions), head_channels=self.head_channels, stem_stride=self.stem_stride,
             first_block_channels=self.first_block_channels, feature_channels=self.feature_channels,
-            stage_acts=tuple(self.stage_acts), se_reduction=self.se_reduction, channel_divisor=self.channel_divisor)
+            stage_acts=tuple(self.stage_acts), se_reduction=self.se_reduction, channel_divisor=self.channel_divisor,
+            dropout=self.dropout)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class PhaseCfg:
     resolutions: Any = "all"
     subnets_per_step: int = 1
     reorder_before: bool = False  # re-order channels by importance before this phase (the expand phases)
+    warmup_epochs: float = 0.0  # linear lr warm-up over the phase's first epochs (fractions allowed), then cosine
 
 
 @dataclass
@@ -132,6 +135,9 @@ class OFAMethodCfg:
     training: str = "progressive"  # once_for_all.SCHEDULES: progressive (`phases` as given) | no_ps | no_ps_kd | sandwich
     phases: list[PhaseCfg] = field(default_factory=lambda: [PhaseCfg()])  # the progressive-shrinking schedule
     kd_weight: float = 1.0  # soft cross-entropy against the full network (OFA) or the largest sub-net (sandwich)
+    # the KD teacher: a frozen copy of the net after this phase teaches the later ones; "first" (the schedule's
+    # first phase: OFA's full net), a phase name, or null (no teacher: kd_weight must then be 0, except sandwich)
+    teacher: Optional[str] = "first"
     label_smoothing: float = 0.1
     bn_recal_samples: int = 2000
     bn_recal_batches: int = 10
@@ -193,6 +199,7 @@ def check_ofa(cfg) -> None:
             to_phase(phase).space(spec)
         except ValueError as e:
             raise ConfigError(f"method.phases[{i}]: {e}") from None
+    check_teacher(cfg.method)
     if cfg.method.constraints.flops is not None:  # latency is known only once measured; the search checks it then
         from once_for_all import ArchSpace
         from once_for_all.flops import FlopsTable
@@ -223,6 +230,24 @@ def check_supernet_source(cfg) -> None:
             if (list(mine) if isinstance(mine, (list, tuple)) else mine) != other:
                 raise ConfigError(f"method.supernet_from={source!r} holds a supernet trained with {group}.{key}="
                                   f"{other!r}, not {mine!r}; specialise it with the same {group} config")
+
+
+def teacher_arg(teacher: str | None) -> int | str | None:
+    """method.teacher as once_for_all.training.train_schedule's `teacher_after` ("first" -> index 0)."""
+    return 0 if teacher == "first" else teacher
+
+
+def check_teacher(m: OFAMethodCfg) -> None:
+    """method.teacher names a phase of the schedule `method.training` builds, and kd_weight > 0 has a teacher."""
+    from once_for_all.schedule import SCHEDULES
+    from once_for_all.training import teacher_index
+
+    phases = SCHEDULES.get(m.training)(ps=[to_phase(p) for p in m.phases])
+    try:
+        teacher_index(phases, teacher_arg(m.teacher), m.kd_weight)
+    except ValueError as e:
+        key = "method.teacher" if "not a phase" in str(e) else "method.kd_weight"
+        raise ConfigError(f"{key}: {e} (method.teacher={m.teacher!r}, method.training={m.training!r})") from None
 
 
 def to_phase(p: PhaseCfg):
