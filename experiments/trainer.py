@@ -31,6 +31,7 @@ from experiments.optim import build_optimizer, lr_factor
 from experiments.preemption import NEVER, Preempted, PreemptionFlag
 from experiments.progress import JobProgress, as_progress
 from experiments.runtime import CPU, Runtime
+from experiments.streaming import batch_source
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
@@ -64,7 +65,12 @@ class FitResult:
     steps: int  # steps this unit trained (start_step..total_steps)
     flops_train: int
     flops_eval: int
-    measurement: Measurement
+    measurement: Measurement  # the unit's energy: measurement_train + measurement_eval
+    # disjoint `train` and `eval` windows, and training FLOPs with routed rows as executed (None: resumed from an
+    # older checkpoint that did not keep them)
+    measurement_train: Measurement | None = None
+    measurement_eval: Measurement | None = None
+    flops_train_executed: int | None = None
     history: list[dict] = field(default_factory=list)  # per evaluation: step, flops_train so far, metrics
     compiled: str = "none"  # what torch.compile compiled for training (Runtime.prepare_model)
 
@@ -73,6 +79,8 @@ def _on_device(data: Splits, runtime: Runtime) -> Splits:
     """A shallow copy of `data` whose tensor splits are on the runtime's device (`data` itself on CPU)."""
     if runtime.device.type == "cpu":
         return data
+    if hasattr(data, "on_device"):  # a streaming split (experiments.streaming) moves each evaluation batch
+        return data.on_device(runtime.to_device)
     moved = copy.copy(data)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         if isinstance(getattr(data, name, None), torch.Tensor):
@@ -83,11 +91,22 @@ def _on_device(data: Splits, runtime: Runtime) -> Splits:
 def _eval_all(model: nn.Module, data: Splits, objective: Objective) -> dict[str, float]:
     out = {}
     for split, (x, y) in {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}.items():
-        if len(x):
+        if len(x) and hasattr(data, "eval_batches"):  # a streaming split (experiments.streaming): batch by batch
+            out |= {f"{k}/{split}": v for k, v in objective.evaluate_batches(model, data.eval_batches(split)).items()}
+        elif len(x):
             out |= {f"{k}/{split}": v for k, v in objective.evaluate(model, x, y).items()}
     if "loss/val" not in out:  # no validation split: early stopping falls back to the test split
         out |= {k.replace("/test", "/val"): v for k, v in out.items()}
     return out
+
+
+def energy_row(result: FitResult) -> dict:
+    """The unit's energy/carbon/time row (train + eval) with the disjoint windows beside it (J, s; null if unknown)."""
+    parts = {"train": result.measurement_train, "eval": result.measurement_eval}
+    known = all(m is not None for m in parts.values())
+    return {**result.measurement.row(),
+            **{f"energy/{k}_joules": m.joules if known else None for k, m in parts.items()},
+            **{f"time/{k}_s": m.seconds if known else None for k, m in parts.items()}}
 
 
 def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
@@ -170,7 +189,7 @@ class _Trainer:
         self.progress = as_progress(services.progress)
         self.objective = spec.objective or Classification()
         self.bs = optim_cfg.batch_size
-        self.batches = spec.batches or TensorBatches(data.x_train, data.y_train, self.bs, spec.seed)
+        self.batches = spec.batches or batch_source(data, self.bs, spec.seed)  # tensors, or the data's own stream
         self.spe = self.batches.steps_per_epoch
         self.eval_every = optim_cfg.eval_every or self.spe
         self.callbacks = [*callbacks] + ([TrainLoss(self.logger.log_every)] if self.logger.log_every else [])
@@ -186,6 +205,8 @@ class _Trainer:
             self.reapply_mask()
         self.loop = Loop(model=model, optimizer=optimizer, spec=spec, logger=self.logger, step=spec.start_step)
         self.early, self.measured, self.flops_train, self.flops_eval, self.history = EarlyStop(), None, 0, 0, []
+        self.parts: dict | None = {"train": None, "eval": None}  # the unit's disjoint windows, summed per name
+        self.flops_executed: int | None = 0  # flops_train with each step's routed rows as executed
         self._epoch_iter: tuple[int, Iterator | None] = (-1, None)  # (epoch, its batches from the current step)
 
     def resume(self) -> None:
@@ -202,6 +223,10 @@ class _Trainer:
         self.loop.step, self.flops_train, self.flops_eval = state["step"], state["flops_train"], state["flops_eval"]
         self.early = EarlyStop(**state["early_stop"])
         self.measured = Measurement.from_dict(state["measurement"])
+        parts = state.get("measurement_parts")  # absent in older checkpoints: the split is unknown
+        self.parts = None if parts is None else {"train": None, "eval": None} | {
+            k: Measurement.from_dict(m) for k, m in parts.items()}
+        self.flops_executed = state.get("flops_train_executed")
         self.history = list(state["history"])
         self.loop.extra = dict(state.get("extra", {}))
         if self.scaler is not None and "grad_scaler" in state:  # fp16: the loss scale it had reached
@@ -216,13 +241,17 @@ class _Trainer:
             "logger_position": self.logger.position(), "step": self.loop.step, "flops_train": self.flops_train,
             "flops_eval": self.flops_eval, "early_stop": asdict(self.early), "measurement": self.measured.to_dict(),
             "history": self.history, "extra": self.loop.extra,
+            "measurement_parts": None if self.parts is None else {
+                k: m.to_dict() for k, m in self.parts.items() if m is not None},
+            "flops_train_executed": self.flops_executed,
             **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         })
 
     def evaluate(self) -> dict[str, float]:
         step, objective = self.loop.step, self.objective
-        with self.meter.window("eval"), self.runtime.autocast():
+        with self.meter.window("eval", disjoint=True) as window, self.runtime.autocast():
             metrics = _eval_all(self.model, self.data, objective)
+        self.add_window(window, "eval")  # carved out of the enclosing train window: disjoint
         n_eval = len(self.data.x_val) + len(self.data.x_test)
         self.flops_eval += n_eval * objective.infer_flops(self.model, self.data.x_train[:1], self.flop_cache)
         self.early.update(step, metrics)
@@ -234,9 +263,16 @@ class _Trainer:
             cb.on_eval(self.loop, metrics)
         return metrics
 
-    def add_window(self, window: Measurement) -> None:
+    def add_window(self, window: Measurement, part: str) -> None:
+        """Add a closed `train` or `eval` window (disjoint) to the unit's total and to its part."""
         window = distributed.sum_measurement(window)  # every rank's energy, once; checkpointed as the total
         self.measured = window if self.measured is None else self.measured + window
+        if self.parts is not None:
+            self.parts[part] = window if self.parts[part] is None else self.parts[part] + window
+
+    def part(self, name: str) -> Measurement | None:
+        """The unit's `train` or `eval` energy so far (zero if none ran); None when the split is unknown."""
+        return None if self.parts is None else self.parts[name] or Measurement(name=name)
 
     def train_step(self, train_model: nn.Module, world_size: int) -> None:
         loop, spec, optimizer, objective = self.loop, self.spec, self.loop.optimizer, self.objective
@@ -264,6 +300,8 @@ class _Trainer:
             self.reapply_mask()
         objective.after_step(self.model)
         self.flops_train += world_size * objective.step_flops(self.model, xb, yb, self.flop_cache)
+        if self.flops_executed is not None:  # routing-dependent (MoE): this step's rows, not the counted batch's
+            self.flops_executed += world_size * objective.executed_step_flops(self.model, xb, yb, self.flop_cache)
         loop.step += 1
         for cb in self.callbacks:
             cb.on_step_end(loop, loss.detach())
@@ -293,7 +331,7 @@ class _Trainer:
                         unit.step(loop.step)
                         if loop.step % self.eval_every == 0 or loop.step == total:
                             self.evaluate()
-                self.add_window(window)
+                self.add_window(window, "train")
                 self.checkpoint()
                 if self.preemption.requested:
                     raise Preempted(self.preemption.signum, loop.step)
@@ -304,13 +342,13 @@ class _Trainer:
         finally:
             unit.close()
         if not self.history or self.history[-1]["step"] != loop.step:
-            with self.meter.window("eval") as window:
-                self.evaluate()
-            self.add_window(window)
+            self.evaluate()  # its own eval window
         for cb in self.callbacks:
             cb.on_train_end(loop)
         final = {k: v for k, v in self.history[-1].items() if k != "flops_train"}
         self.model.to(self.home)  # handed back where the task had it (a no-op on CPU)
         return FitResult(metrics=final, early_stop=self.early, steps=total - self.spec.start_step,
                          flops_train=self.flops_train, flops_eval=self.flops_eval, measurement=self.measured,
+                         measurement_train=self.part("train"), measurement_eval=self.part("eval"),
+                         flops_train_executed=self.flops_executed,
                          history=self.history, compiled=compiled)
