@@ -13,11 +13,14 @@ Exceptions are classified by type through `KINDS` (first match wins), so a libra
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from dataclasses import dataclass
 
 from experiments.preemption import REQUEUE_EXIT_CODE
 from experiments.schema import ConfigError
+from lth.image_folder import CorruptImageError
 
 
 class InputError(RuntimeError):
@@ -51,6 +54,7 @@ RUN_FOLDER = Kind("run folder error", 5)
 KINDS: tuple[tuple[type[BaseException], Kind], ...] = (
     (ConfigError, CONFIG),
     (InputError, INPUT),
+    (CorruptImageError, INPUT),  # the research package's own "this input file is unusable" (names the file)
     (RunFolderError, RUN_FOLDER),
 )
 
@@ -64,6 +68,19 @@ def kind_of(error: BaseException) -> Kind | None:
         if isinstance(error, cls):
             return kind
     return None
+
+
+def from_output_folder(error: BaseException) -> RunFolderError | None:
+    """A RunFolderError for an OSError raised while Hydra creates the output folder (`hydra.run.dir=/proc/x`:
+    Hydra's own `mkdir`, before any task code runs), or None for any other error."""
+    if not isinstance(error, OSError):
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    in_hydra = any(f"{os.sep}hydra{os.sep}" in frame.filename for frame in frames)
+    if not (frames and frames[-1].name == "mkdir" and in_hydra):
+        return None
+    return RunFolderError(f"cannot create the output folder {error.filename} ({error.strerror}); choose a writable "
+                          "hydra.run.dir (hydra.sweep.dir for a multirun)")
 
 
 def report(error: BaseException) -> int:

@@ -85,6 +85,14 @@ def _video_lists(cfg) -> None:
             raise InputError(f"data.{key}={getattr(cfg.data, key)!r} is not a file")
 
 
+@INPUT_CHECKS.register("image_folder")
+def _image_folder(cfg) -> None:
+    root = cfg.data.root
+    if root is None or not ((Path(root) / "train").is_dir() and (Path(root) / "test").is_dir()):
+        raise InputError(f"data.root={root!r} is not a folder holding train/ and test/ class subfolders (val/ "
+                         "optional); give the root of an ImageFolder tree")
+
+
 def check_inputs(cfg) -> None:
     """Raise InputError naming the first missing or unusable input of the validated config `cfg`."""
     if cfg.data.name in INPUT_CHECKS:

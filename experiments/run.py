@@ -26,7 +26,7 @@ from experiments import allocator, cli_help, debug, distributed, preflight, sugg
 from experiments import checkpoint as ckpt
 from experiments.config import ConfigError, config_hash, register_configs, validate
 from experiments.context import RunContext, seed_everything
-from experiments.errors import InputError, RunFolderError, kind_of, report
+from experiments.errors import InputError, RunFolderError, from_output_folder, kind_of, report
 from experiments.inputs import check_inputs
 from experiments.lock import RunLock
 from experiments.loggers import NullLogger, build_logger
@@ -170,7 +170,7 @@ def main() -> None:
             preflight.check(args.overrides, multirun=args.multirun, config_only=bool(args.cfg))
         _hydra_main()
     except Exception as e:
-        error = suggest.from_hydra(e) or e
+        error = suggest.from_hydra(e) or from_output_folder(e) or e
         if verbose or kind_of(error) is None:
             traceback.print_exception(e)
         sys.exit(report(error))

@@ -20,6 +20,14 @@ import torch
 from lth.splits import DATASETS, Splits, carve_validation
 
 
+class CorruptImageError(ValueError):
+    """An image file under data.root that cannot be decoded (truncated, not an image); `path` names it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"data.root: cannot decode the image {path} ({problem}); repair or remove it")
+        self.path = path
+
+
 def _rgb(image):
     return image.convert("RGB")
 
@@ -49,7 +57,12 @@ def _read(folder: Path, transform, classes: list[str] | None) -> tuple[torch.Ten
         raise FileNotFoundError(f"data.root: cannot read the image folder {folder}: {e}") from None
     if classes is not None and ds.classes != classes:
         raise ValueError(f"{folder} has classes {ds.classes}, but train/ has {classes}; the splits must match")
-    pairs = [ds[i] for i in range(len(ds))]
+    pairs = []
+    for i in range(len(ds)):
+        try:
+            pairs.append(ds[i])
+        except OSError as e:  # PIL: UnidentifiedImageError, "image file is truncated"
+            raise CorruptImageError(ds.samples[i][0], str(e)) from None
     shapes = {tuple(x.shape) for x, _ in pairs}
     if len(shapes) > 1:
         raise ValueError(f"{folder}: images of different sizes {sorted(shapes)[:4]}; set data.resize=[H, W]")

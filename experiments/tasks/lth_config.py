@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from experiments.schema import ConfigError, schema
@@ -175,8 +174,7 @@ class ImageFolderCfg(StreamingDataCfg):
         _check(self.transform == "none" or self.in_memory != "true", "data.in_memory", self.in_memory,
                f"auto or false with data.transform={self.transform} (its random crops stream; in memory, use "
                "optim.augment)")
-        ok = self.root is not None and (Path(self.root) / "train").is_dir() and (Path(self.root) / "test").is_dir()
-        _check(ok, "data.root", self.root, "a folder holding train/ and test/ class subfolders (val/ optional)")
+        # data.root is an input (experiments.inputs: exit 4 when missing), not a config value
         _check(self.resize is None or (len(self.resize) == 2 and min(self.resize) > 0), "data.resize", self.resize,
                "null or [H, W] with H, W > 0")
         _check((self.mean is None) == (self.std is None), "data.mean/std", (self.mean, self.std),
