@@ -14,6 +14,7 @@ exception crosses the worker boundary) and the main process raises `InputError` 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -227,7 +228,7 @@ class StreamingSplits:
 
     def overfit(self) -> StreamingSplits:
         """debug.overfit: validation and test are the training set (read with the evaluation transform)."""
-        return StreamingSplits(self.train, self.train, self.train, self.loader, self.num_classes, self.meta)
+        return dataclasses.replace(self, val=self.train, test=self.train)
 
 
 def batch_source(data, batch_size: int, seed: int):

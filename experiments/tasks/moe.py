@@ -18,6 +18,7 @@ from experiments.context import RunContext
 from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
 from experiments.tasks.registry import TASKS
+from experiments.token_data import TokenSplits, load_tokens
 from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
 from meter.flops import CONVENTION, param_counts
@@ -62,6 +63,13 @@ def chars(cfg) -> tuple[Splits, str, dict]:
     x_te, y_te = windows(held[len(held) // 2 :])
     info = {"data/sources": ";".join(f"{p}:{h[:12]}" for p, h in corpus.sources), "data/vocab_size": corpus.vocab_size}
     return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, {"vocab_size": corpus.vocab_size}), "language_model", info
+
+
+@MOE_DATA.register("tokens")
+def tokens(cfg) -> tuple[TokenSplits, str, dict]:
+    """A nanoGPT token folder streamed from memmaps (experiments.token_data): random windows, nothing loaded."""
+    data = load_tokens(cfg)
+    return data, "language_model", {"data/vocab_size": data.meta["vocab_size"]}
 
 
 class MoEObjective(Objective):
@@ -138,7 +146,7 @@ def train_moe(cfg, ctx: RunContext) -> dict:
     data, objective_name, info = MOE_DATA.get(cfg.data.name)(cfg)
     data = debug.overfit(cfg, data)
     model_cfg = cfg.model
-    if cfg.data.name == "chars":
+    if cfg.data.name in ("chars", "tokens"):
         model_cfg = dataclasses.replace(model_cfg, vocab_size=data.meta["vocab_size"])  # set by the corpus
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, model_cfg)

@@ -7,6 +7,7 @@ from typing import Optional
 
 from experiments.schema import check as _check
 from experiments.schema import schema
+from experiments.token_data import TokensDataCfg  # noqa: F401  (registers data=tokens)
 from sparse_moe.data import ClusteredRegressionConfig
 from sparse_moe.models import CharTransformerConfig, RegressionMLPConfig
 
