@@ -148,27 +148,42 @@ def task_meter_off(data: Splits, steps: int, tmp: Path) -> float:
     return task(data, steps, tmp, meter_on=False)
 
 
+# What the task arm's time goes to under --profile: (file suffix, function) -> what it is. Every entry must name
+# a function the task path calls (tests/test_benchmarks.py checks each is defined; `profile_shares` refuses one
+# the profile never saw, so a renamed function cannot print 0 %).
+PROFILE_PARTS = {
+    ("trainer.py", "evaluate"): "evaluation (val + test forward, logger row)",
+    ("trainer.py", "update"): "early-stop tracking",
+    ("trainer.py", "checkpoint"): "checkpoints (one per epoch)",
+    ("batches.py", "epoch_order"): "data order: a randperm of the training set per epoch",
+    ("masks.py", "apply"): "mask re-application",
+    ("objectives.py", "step_flops"): "FLOP accounting per step",
+    ("augment.py", "augment_batch"): "augmentation dispatch",
+    ("lth.py", "_row"): "row (FLOP count of one inference, param counts)",
+    ("meter.py", "window"): "meter windows",
+    ("loggers.py", "log"): "local logger",
+}
+
+
+def profile_shares(stats: dict, total_func: str = "train_unit") -> tuple[float, dict[tuple[str, str], float]]:
+    """(total seconds, {part: share of it}) from `pstats.Stats(...).stats`; raises when a part never ran."""
+    total = max(v[3] for k, v in stats.items() if k[2] == total_func)
+    shares = {}
+    for suffix, func in PROFILE_PARTS:
+        found = [v[3] for k, v in stats.items() if k[0].endswith(suffix) and k[2] == func]
+        if not found:
+            raise LookupError(f"the profile never called {suffix}:{func}; update PROFILE_PARTS")
+        shares[suffix, func] = sum(found) / total
+    return total, shares
+
+
 def profile_task(data: Splits, steps: int, tmp: Path) -> None:
     prof = cProfile.Profile()
     prof.runcall(task, data, steps, tmp)
-    stats = pstats.Stats(prof)
-    total = max(v[3] for k, v in stats.stats.items() if k[2] == "train_unit")
-    parts = {  # (file suffix, function): what it is
-        ("trainer.py", "run_eval"): "evaluation (val + test forward, logger row)",
-        ("trainer.py", "update"): "early-stop tracking",
-        ("trainer.py", "checkpoint"): "checkpoints (one per epoch)",
-        ("trainer.py", "epoch_order"): "data order: a randperm of the training set at every step",
-        ("masks.py", "apply"): "mask re-application",
-        ("objectives.py", "step_flops"): "FLOP accounting per step",
-        ("augment.py", "augment_batch"): "augmentation dispatch",
-        ("lth.py", "_row"): "row (FLOP count of one inference, param counts)",
-        ("meter.py", "window"): "meter windows",
-        ("loggers.py", "log"): "local logger",
-    }
+    total, shares = profile_shares(pstats.Stats(prof).stats)
     print(f"task arm under cProfile: {total:.2f} s for {steps} steps (profiler overhead included)")
-    for (suffix, func), what in parts.items():
-        cum = sum(v[3] for k, v in stats.stats.items() if k[0].endswith(suffix) and k[2] == func)
-        print(f"  {100 * cum / total:5.1f}%  {what}  [{suffix}:{func}]")
+    for (suffix, func), share in shares.items():
+        print(f"  {100 * share:5.1f}%  {PROFILE_PARTS[suffix, func]}  [{suffix}:{func}]")
 
 
 def main() -> None:
