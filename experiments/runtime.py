@@ -89,6 +89,7 @@ class Runtime:
     compile_mode: str = "default"
     channels_last: bool = False  # 4-D conv nets and their image batches in NHWC
     pin_memory: bool = False  # host batches are pinned before the copy (streaming sources on a GPU)
+    compiles: str = "model"  # what compile=true compiles in a row that does not say (OFA: "none"; its units say)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -162,7 +163,7 @@ class Runtime:
         """The runtime/* keys a row carries (`compiled`: what the unit compiled, when it differs from the model)."""
         gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         return {"runtime/device": str(self.device), "runtime/gpu_name": gpu, "runtime/precision": self.precision,
-                "runtime/compile": compiled if compiled is not None else ("model" if self.compile else "none")}
+                "runtime/compile": compiled if compiled is not None else (self.compiles if self.compile else "none")}
 
 
 CPU = Runtime()  # the default: what every run did before runtimes existed

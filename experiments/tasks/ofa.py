@@ -20,7 +20,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -88,6 +88,17 @@ class Job:
 
     def batches(self) -> Batches:
         return Batches(self.data.x_train, self.data.y_train, self.cfg.optim.batch_size)
+
+    def on_device(self, model: torch.nn.Module, static: bool) -> tuple[dict, str]:
+        """(train_phase keywords of the run's Runtime, what was compiled) with `model` moved to its device. The
+        elastic supernet recompiles for every new sub-net (24-78 s each on CPU), so only a `static` model is
+        compiled; the caller moves the model back to the CPU for evaluation, recalibration and latency."""
+        rt = self.ctx.runtime
+        forward, compiled = rt.prepare_model(model, compile_it=rt.compile and static)
+        if rt.compile and not static:
+            compiled = "none (elastic supernet: compiled per sub-net would recompile)"
+        return {"device": rt.device, "autocast": rt.autocast, "scaler": rt.grad_scaler(),
+                "forward": forward if forward is not model else None}, compiled
 
     def optim(self) -> OptimConfig:
         o = self.cfg.optim
@@ -162,10 +173,13 @@ def train_supernet(job: Job) -> OFASupernet:
     def work() -> dict:
         m, phases = job.cfg.method, phases_of(job.cfg)
         state, hook = resumable(job, unit_dir, "supernet", phases)
+        device_kw, compiled = job.on_device(net, static=False)
+        device_kw.pop("forward")
         results = train_schedule(net, phases, job.batches(), state=state, on_epoch_end=hook,
                                  teacher_after=teacher_arg(m.teacher),
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
-                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops())
+                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops(), **device_kw)
+        net.cpu()  # evaluation, recalibration, export and latency run on the CPU copy of the data
         if distributed.is_main():
             save_checkpoint(final, {"model": net.state_dict()})
         largest = ArchSpace.full(job.spec).largest()
@@ -178,6 +192,7 @@ def train_supernet(job: Job) -> OFASupernet:
                                   ("subnet_steps", r["counters"]["subnet_steps"]),
                                   ("joules", measured([r]).joules))}
         return {**base_row(job, "supernet", largest, export_subnet(net, largest)), "acc/test": acc,
+                "runtime/compile": compiled,
                 "flops/train_total": sum(r["counters"]["flops_train"] for r in results), **per_phase,
                 **measured(results).row()}
 
@@ -357,15 +372,18 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
         epochs = o.epochs if o.epochs is not None else -(-o.steps // len(batches))
         warmup = min(o.warmup_steps / len(batches), epochs)
         state, hook = resumable(job, unit_dir, f"{kind}/{unit_dir.name}", [Phase(kind, epochs, o.lr)])
+        device_kw, compiled = job.on_device(model, static=True)
         result = train_static(model, batches, epochs=epochs, warmup_epochs=warmup,
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
-                              meter=job.ctx.meter, flops=TrainFlops())
+                              meter=job.ctx.meter, flops=TrainFlops(), **device_kw)
+        model.cpu()  # recalibration, accuracy and latency on the CPU copy of the data
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
         costs = deployment_costs(model, spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
                                  repeats=job.cfg.method.latency_repeats)
         return {**base_row(job, kind, cfg, model, FlopsTable(spec)), **extra, "acc/test": acc,
+                "runtime/compile": compiled,
                 "flops/train_total": result["counters"]["flops_train"], **costs, **measured([result]).row()}
 
     run_unit(unit_dir, job.ctx, work)
@@ -416,6 +434,7 @@ def run_ofa(cfg, ctx: RunContext) -> list[dict]:
         setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), cfg.model.dims))
     spec = cfg.model.spec(in_channels=data.x_train.shape[1], num_classes=data.num_classes)
     recal = recalibration_set(data.x_train, cfg.method.bn_recal_samples, cfg.method.bn_recal_batches, cfg.seed)
+    ctx.runtime = replace(ctx.runtime, compiles="none")  # rows of training units name what they compiled
     job = Job(cfg, ctx, data, spec, FlopsTable(spec), recal)
     net = train_supernet(job)
     latency = latency_table(job, net)
