@@ -96,27 +96,36 @@ def _check_init(init: str) -> None:
 @schema("model", "base_torchvision")
 @dataclass
 class TorchvisionModelCfg:
-    """Any torchvision classification model by name, built with `num_classes` from the data; weights are never
-    downloaded (random init: torchvision's own unless `init` says otherwise)."""
+    """Any torchvision classification model by name, built with `num_classes` from the data: random init
+    (torchvision's own unless `init` says otherwise), or pretrained from `weights` (a torchvision weights name,
+    fetched through torch.hub's cache) or `weights_path` (a local state_dict file); see
+    experiments/pretrained_weights.py."""
 
     name: str = "resnet18"
     init: str = "torch_default"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (e.g. dropout)
+    weights: Optional[str] = None  # e.g. ResNet18_Weights.IMAGENET1K_V1 (or .DEFAULT)
+    weights_path: Optional[str] = None  # torch.save(model.state_dict()) file, read with weights_only=True
 
     def __post_init__(self) -> None:
         import torchvision.models
 
+        from experiments.pretrained_weights import check_torchvision_weights
+
         names = torchvision.models.list_models(module=torchvision.models)
         _check(self.name in names, "model.name", self.name, f"a torchvision classification model ({', '.join(names)})")
         _check_init(self.init)
+        check_torchvision_weights(self.name, self.weights, self.weights_path)
 
     def build(self, in_features: int, num_classes: int):
         import torchvision.models
 
+        from experiments.pretrained_weights import load_pretrained
         from lth.model_registry import init_weights
 
         model = torchvision.models.get_model(self.name, weights=None, num_classes=num_classes, **self.kwargs)
         init_weights(model, self.init)
+        load_pretrained(model, self.weights, self.weights_path)
         return model
 
 
