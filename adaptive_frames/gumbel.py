@@ -22,7 +22,9 @@ def gumbel_softmax_st(logits: torch.Tensor, tau: float, generator: torch.Generat
     """
     if tau <= 0:
         raise ValueError(f"gumbel_softmax_st: tau={tau} must be > 0")
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    # drawn where the generator lives (a CPU generator gives the same noise for a GPU run), then moved
+    where = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=where).to(logits.device)
     e = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)  # Exp(1) sample
     g = -torch.log(e)
     soft = F.softmax((logits + g) / tau, dim=-1)

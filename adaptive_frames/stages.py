@@ -9,6 +9,7 @@ A loader yields (clips [B, T, C, H, W], labels [B] or multi-hot [B, K], index [B
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +31,43 @@ def _acc(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return accuracy(logits, labels) if labels.dim() == 1 else float("nan")
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and how a stage computes, chosen by the caller (who has put the model on `device`): batches are
+    copied there (non_blocking), forwards run under `autocast()` with losses in fp32, and `scaler` (an fp16
+    GradScaler) scales the backward. The default is the plain CPU fp32 loop."""
+
+    device: torch.device | str | None = None
+    autocast: Callable[[], AbstractContextManager] | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    def to(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.device is None:
+            return tensors
+        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+
+    def context(self) -> AbstractContextManager:
+        return self.autocast() if self.autocast is not None else nullcontext()
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """zero_grad, backward, optimizer step (scaled, and skipped on inf/nan gradients, with a GradScaler)."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def fit_epochs(
     logits_of: Callable[[torch.Tensor], torch.Tensor], loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
-    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0, compute: Compute = Compute(),
 ) -> list[dict[str, float]]:
     """The supervised loop the stages share: `logits_of(clips [B, T, C, H, W]) -> video logits [B, K]`, one
     optimizer step per batch; per epoch {"epoch", "loss", "acc"} averaged over videos (acc NaN for multi-hot)."""
@@ -40,11 +75,11 @@ def fit_epochs(
     for epoch in range(start_epoch, epochs):
         tot_loss = tot_acc = n = 0.0
         for clips, labels, _ in loader:
-            logits = logits_of(clips)
-            loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            clips, labels = compute.to(clips, labels)
+            with compute.context():
+                logits = _fp32(logits_of(clips))
+                loss = loss_fn(logits, labels)
+            compute.step(loss, optimizer)
             b = clips.shape[0]
             tot_loss += float(loss.detach()) * b
             tot_acc += _acc(logits.detach(), labels) * b
@@ -55,7 +90,7 @@ def fit_epochs(
 
 def pretrain_backbone(
     backbone: nn.Module, resolution: int, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
-    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0, compute: Compute = Compute(),
 ) -> list[dict[str, float]]:
     """Train one backbone on every frame at `resolution`; video logits = mean of frame logits."""
     backbone.train()
@@ -64,12 +99,12 @@ def pretrain_backbone(
         b, t = clips.shape[:2]
         return backbone(resize(clips.flatten(0, 1), resolution)).view(b, t, -1).mean(dim=1)
 
-    return fit_epochs(logits_of, loader, optimizer, epochs, loss_fn, start_epoch)
+    return fit_epochs(logits_of, loader, optimizer, epochs, loss_fn, start_epoch, compute)
 
 
 def pretrain_policy_head(
     model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
-    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0, compute: Compute = Compute(),
 ) -> list[dict[str, float]]:
     """Train the policy encoder + classification head (ModelConfig.policy_as_backbone) as a frame classifier on
     the policy's low-res copy of every frame; video logits = mean of frame logits. Pass the encoder's and the
@@ -77,7 +112,8 @@ def pretrain_policy_head(
     if model.policy.classifier is None:
         raise ValueError("pretrain_policy_head: the model has no policy head (ModelConfig.policy_as_backbone=False)")
     model.policy.train()
-    return fit_epochs(lambda clips: policy_head_logits(model, clips), loader, optimizer, epochs, loss_fn, start_epoch)
+    return fit_epochs(lambda clips: policy_head_logits(model, clips), loader, optimizer, epochs, loss_fn, start_epoch,
+                      compute)
 
 
 def policy_head_logits(model: AdaptiveFrameModel, clips: torch.Tensor) -> torch.Tensor:
@@ -103,14 +139,16 @@ class PolicyTrainConfig:
 
 
 @torch.no_grad()
-def precompute(model: AdaptiveFrameModel, clips: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+def precompute(model: AdaptiveFrameModel, clips: torch.Tensor, batch_size: int = 64,
+               compute: Compute = Compute()) -> dict[str, torch.Tensor]:
     """With frozen backbones, per-frame logits [N, T, R, K] and low-res copies [N, T, C, s, s] never change:
-    compute them once so joint training only runs the policy."""
+    compute them once so joint training only runs the policy (on `compute.device`; logits in fp32)."""
     model.eval()
     logits, low = [], []
     for i in range(0, len(clips), batch_size):
-        x = clips[i : i + batch_size]
-        logits.append(model.frame_logits(x))
+        (x,) = compute.to(clips[i : i + batch_size])
+        with compute.context():
+            logits.append(_fp32(model.frame_logits(x)))
         low.append(model.lowres(x))
     return {"frame_logits": torch.cat(logits), "low": torch.cat(low)}
 
@@ -119,6 +157,7 @@ def train_policy(
     model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, cfg: PolicyTrainConfig,
     loss_fn: LossFn = F.cross_entropy, cache: dict[str, torch.Tensor] | None = None,
     budget: BudgetController | None = None, start_epoch: int = 0, generator: torch.Generator | None = None,
+    compute: Compute = Compute(),
 ) -> list[dict[str, float]]:
     """Joint training with ST Gumbel-softmax, tau = tau0 * exp(-gamma * epoch).
 
@@ -135,18 +174,18 @@ def train_policy(
     for epoch in range(start_epoch, cfg.epochs):
         tau = temperature(epoch, cfg.tau0, cfg.gamma)
         sums: dict[str, float] = {"loss": 0.0, "acc": 0.0, "flops": 0.0, "lam": 0.0}
-        usage = torch.zeros(model.space.num_actions)
+        usage = torch.zeros(model.space.num_actions, device=compute.device)
         looked_total, n = 0.0, 0
         for clips, labels, idx in loader:
+            clips, labels = compute.to(clips, labels)
             extra = {} if cache is None else {"frame_logits": cache["frame_logits"][idx], "low": cache["low"][idx]}
-            out = model.forward_train(clips, tau, generator=generator, **extra)
-            lam = budget.lam if budget is not None else cfg.lam
-            loss = loss_fn(out.logits, labels) + lam * efficiency_term(out.flops, clips.shape[1], top)
-            if cfg.balance > 0:
-                loss = loss + cfg.balance * usage_balance(out.decisions, out.looked)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with compute.context():
+                out = model.forward_train(clips, tau, generator=generator, **extra)
+                lam = budget.lam if budget is not None else cfg.lam
+                loss = loss_fn(_fp32(out.logits), labels) + lam * efficiency_term(out.flops, clips.shape[1], top)
+                if cfg.balance > 0:
+                    loss = loss + cfg.balance * usage_balance(out.decisions, out.looked)
+            compute.step(loss, optimizer)
             mean_flops = float(out.flops.detach().mean())
             if budget is not None:
                 budget.update(mean_flops)
@@ -168,7 +207,7 @@ def train_policy(
 
 def finetune(
     model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, epochs: int,
-    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0,
+    loss_fn: LossFn = F.cross_entropy, start_epoch: int = 0, compute: Compute = Compute(),
 ) -> list[dict[str, float]]:
     """Train the backbones on the frames the frozen policy assigns them (argmax decisions, no Gumbel noise)."""
     for p in model.policy.parameters():
@@ -177,7 +216,7 @@ def finetune(
     model.policy.eval()
     try:
         return fit_epochs(lambda clips: model.forward_train(clips, tau=1.0, deterministic=True).logits, loader,
-                          optimizer, epochs, loss_fn, start_epoch)
+                          optimizer, epochs, loss_fn, start_epoch, compute)
     finally:
         for p in model.policy.parameters():
             p.requires_grad_(True)

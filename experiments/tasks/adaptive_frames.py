@@ -50,6 +50,8 @@ def build_af_model(cfg, data: VideoData) -> AdaptiveFrameModel:
 
 @TASKS.register("adaptive_frames")
 def run_adaptive_frames(cfg, ctx: RunContext) -> list[dict]:
+    # the policy routes frames per video (shapes vary per batch): compile=true compiles nothing here, and says so
+    ctx.runtime = dataclasses.replace(ctx.runtime, compiles="none (adaptive frames: per-video routing)")
     """One policy per job and the baselines beside it: their rows, stored in `<job>/result.json`."""
     return run_unit(ctx.job_dir, ctx, lambda: train_and_evaluate(cfg, ctx))
 

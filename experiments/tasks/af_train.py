@@ -16,6 +16,7 @@ from adaptive_frames import AdaptiveFrameModel, BudgetController
 from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.inference import FRAMES_PER_CALL, resize
 from adaptive_frames.stages import (
+    Compute,
     PolicyTrainConfig,
     finetune,
     policy_head_logits,
@@ -50,11 +51,19 @@ def epoch_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], labels: tor
     """Counted forward + backward FLOPs of one pass over `inputs` [N, ...] in batches of `batch` (the last one
     short): one step counted per batch shape on a copy (meter.flops.count_flops), times the number of steps."""
     n, total = len(labels), 0
+    device = next(module.parameters()).device  # counted where the model is
     for b, steps in ((batch, n // batch), (n % batch, 1)):
         if b and steps:
-            count = count_flops(module, tuple(x[:b] for x in inputs), lambda out, b=b: loss_fn(out, labels[:b]))
+            count = count_flops(module, tuple(x[:b].to(device) for x in inputs),
+                                lambda out, b=b: loss_fn(out, labels[:b].to(device)))
             total += steps * count.total
     return total
+
+
+def compute_of(ctx: RunContext) -> Compute:
+    """The stages' device, autocast and fp16 GradScaler from the run's Runtime (the model must be on its device)."""
+    rt = ctx.runtime
+    return Compute(rt.device, rt.autocast, rt.grad_scaler())
 
 
 def _stage_epoch(fn, loader: ClipLoader, **kwargs):
@@ -83,7 +92,7 @@ def _pretrain_backbones(cfg, runner: StageRunner, model: AdaptiveFrameModel, dat
     for i, res in enumerate(model.space.resolutions):
         loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + i)
         fn = _stage_epoch(lambda bb=model.backbones[i], r=res, **kw: pretrain_backbone(bb, r, loss_fn=loss_fn, **kw),
-                          loader)
+                          loader, compute=compute_of(runner.ctx))
         runner.run(stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn)
         step = _Call(model.backbones[i], lambda bb, c, r=res: bb(resize(c.flatten(0, 1), r)).view(*c.shape[:2], -1)
                      .mean(dim=1))
@@ -99,7 +108,8 @@ def _pretrain_policy_head(cfg, runner: StageRunner, model: AdaptiveFrameModel, d
     classifier. Returns its counted training FLOPs."""
     x, y, bs, epochs = data.train_clips, data.train_labels, cfg.optim.batch_size, cfg.method.pretrain_epochs
     loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + model.space.num_resolutions)
-    fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader)
+    fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader,
+                      compute=compute_of(runner.ctx))
     params = [*model.policy.encoder.parameters(), *model.policy.classifier.parameters()]
     runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn)
     return epochs * epoch_flops(_Call(model, policy_head_logits), (x,), y, bs, loss_fn)
@@ -110,14 +120,25 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     policy/fine-tune stages (the recipe's compute, whether or not this job ran the cached part), history.
     flops_pretrain is the backbones' pretraining (what every baseline needs too); pretrain/policy, which only
     the learned policy needs, counts towards flops_train only."""
-    m, n, t = cfg.method, len(data.train_clips), data.num_frames
-    x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
     loss_fn, _ = data.loss_and_metric()
     runner = StageRunner(ctx, model)
+    home = next(model.parameters()).device
+    model.to(ctx.runtime.device)  # every stage trains on the run's device; evaluation gets the model back home
+    try:
+        return _train_stages(cfg, ctx, model, data, runner, loss_fn)
+    finally:
+        model.to(home)
+
+
+def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData, runner: StageRunner,
+                  loss_fn) -> dict:
+    m, n, t = cfg.method, len(data.train_clips), data.num_frames
+    x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
+    compute = compute_of(ctx)
     source, flops_pretrain = _pretrain_backbones(cfg, runner, model, data)
 
     with runner.measure():
-        cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t))  # frozen backbones: once
+        cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t), compute=compute)  # frozen: once
     flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
     if model.space.policy_head:
         flops += _pretrain_policy_head(cfg, runner, model, data, loss_fn)
@@ -132,7 +153,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
         loader.passes = epoch
         gen.manual_seed(cfg.seed * 100_003 + epoch)  # Gumbel noise reproducible per epoch (resume)
         return train_policy(model, loader, optimizer, dataclasses.replace(pcfg, epochs=epoch + 1), loss_fn=loss_fn,
-                            cache=cached, budget=budget, start_epoch=epoch, generator=gen)[-1]
+                            cache=cached, budget=budget, start_epoch=epoch, generator=gen, compute=compute)[-1]
 
     runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget)
     # Counted with argmax decisions (the Gumbel noise is elementwise: same matmuls, and no global RNG consumed).
@@ -141,7 +162,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     flops += m.policy_epochs * epoch_flops(step, (x, cached["frame_logits"], cached["low"]), y, bs, loss_fn)
     if m.finetune_epochs > 0:
         loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed + 1)
-        fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader)
+        fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader, compute=compute)
         runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn)
         step = _Call(model, lambda mod, c: mod.forward_train(c, 1.0, deterministic=True).logits)
         flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
