@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
-from experiments.schema import ConfigError, schema
+from experiments.schema import ConfigError, cross_check, schema
 from experiments.schema import check as _check
 from experiments.stream_data import StreamingDataCfg
 
@@ -206,6 +207,7 @@ class IMPCfg:
     strategy: str = "magnitude_layerwise"
     prune_fraction: float = 0.2
     output_prune_fraction: Optional[float] = None  # the output layer's own rate; None = prune_fraction
+    output_layer: Optional[str] = None  # module pruned at output_prune_fraction; None = found by one forward pass
     rewind: str = "0"  # 0 = original LTH; "500it", "2ep", "1ep100it"
     retrain: str = "weight_rewind"  # weight_rewind | lr_rewind | finetune (Renda et al. 2020)
     optimizer_state: str = "fresh"  # at rewind: fresh | rewound (the step-k optimizer state)
@@ -248,4 +250,16 @@ class TransferCfg(IMPCfg):
 
     name: str = "transfer"
     source: DataCfg = field(default_factory=lambda: DataCfg(generator_seed=7, noise_scale=0.5))
+
+
+@cross_check("lth")
+def _early_stop_has_a_validation_split(cfg) -> None:
+    """Early stopping (acc/test_at_early_stop, lth/early_stop_step) picks its iteration by validation loss; with
+    data.val_fraction=0 and no val/ folder that would be the test split, so the run is refused."""
+    fraction = getattr(cfg.data, "val_fraction", None)
+    root = getattr(cfg.data, "root", None)
+    has_val_folder = isinstance(cfg.data, ImageFolderCfg) and root is not None and (Path(root) / "val").is_dir()
+    _check(fraction is None or fraction > 0 or has_val_folder, "data.val_fraction", fraction,
+           "(0, 1): with no validation split, early stopping would choose its iteration on the test split "
+           "(or give data=image_folder a val/ folder)")
 
