@@ -118,7 +118,7 @@ def _peak_rss_mb(tmp_path, n, name):
     write_jpegs(root, per_class=(("train", per), ("test", 2)), side=64, fmt="jpg")
     args = ["model=torchvision", "model.name=resnet18", "data=image_folder", f"data.root={root}",
             "data.in_memory=false", "data.num_workers=2", "data.transform=cifar", "data.crop_size=64",
-            "method.levels=0", "optim.batch_size=16", "optim.steps=3", "optim.eval_every=3", "meter=off",
+            "method.levels=0", "optim.batch_size=16", "optim.epochs=null", "optim.steps=3", "optim.eval_every=3", "meter=off",
             "progress=false", f"hydra.run.dir={tmp_path / (name + '_run')}"]
     code = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
