@@ -29,7 +29,7 @@ __all__ = ["Config", "ConfigError", "LoggerCfg", "NoMethodCfg", "OptimCfg", "con
 
 # Modules whose schemas register themselves (one per task family).
 SCHEMA_MODULES = ("experiments.tasks.lth_config", "experiments.tasks.moe_config", "experiments.tasks.af_config",
-                  "experiments.tasks.ofa_config", "experiments.debug")
+                  "experiments.tasks.ofa_config", "experiments.tasks.hf_config", "experiments.debug")
 
 
 @schema("optim", "base_optim")

@@ -3,7 +3,7 @@ and loop (`LotteryTicket`, `run_imp`), presets for pretrained transformers (`pre
 connectivity, export of pruned networks, and the models and data of the papers. Plain PyTorch."""
 
 # Model and dataset modules register into lth.model_registry.MODELS / lth.splits.DATASETS on import.
-from lth import convnets, data, image_data, image_folder, models, resnet  # noqa: F401
+from lth import convnets, data, image_data, image_folder, models, resnet, token_data  # noqa: F401
 from lth.connectivity import error_barrier, interpolate, is_stable, linear_path
 from lth.export import load_pruned, save_pruned, structured
 from lth.imp import IMP, Unit, run_imp

@@ -63,10 +63,12 @@ def init_model(cfg, data, init_seed: int):
     return build(cfg, data)
 
 
-def ticket_kwargs(cfg, spe: int) -> dict:
-    """`lth.run_imp` / `LotteryTicket` keyword arguments of `cfg.method` (rewind resolved with `spe` steps/epoch)."""
+def ticket_kwargs(cfg, spe: int, example=None) -> dict:
+    """`lth.run_imp` / `LotteryTicket` keyword arguments of `cfg.method` (rewind resolved with `spe` steps/epoch;
+    `example`: one input batch, from whose forward pass the output layer is found unless method.output_layer)."""
     m = cfg.method
     return dict(strategy=m.strategy, rates=m.prune_fraction, output_rate=m.output_prune_fraction,
+                output_layer=m.output_layer, example_input=example,
                 rewind=m.rewind, iterations_per_epoch=spe, exclude=list(m.exclude), seed=cfg.seed,
                 retrain=m.retrain, optimizer_state=m.optimizer_state, random_prune_scope=m.random_prune_scope)
 
@@ -175,9 +177,13 @@ def imp_task(cfg, ctx: RunContext) -> list[dict]:
     def after_level(imp: IMP, level: int) -> list[dict]:
         return [stability_twin(cfg, ctx, data, sched, files, imp, level)] if cfg.method.stability else []
 
-    run_imp(lambda: build(cfg, data), _unit_fn(cfg, ctx, data, sched, files), cfg.method.levels,
-            list(cfg.method.baselines), after_level=after_level,
-            **ticket_kwargs(cfg, iterations_per_epoch(len(data.x_train), cfg.optim.batch_size)))
+    kwargs = ticket_kwargs(cfg, iterations_per_epoch(len(data.x_train), cfg.optim.batch_size), data.x_train[:1])
+    model = None
+    if hasattr(cfg.model, "ticket_names"):  # a pretrained checkpoint (model=hf): the ticket trains the loaded model,
+        model = init_model(cfg, data, cfg.seed)  # random reinit is its library's init; the model picks its weights
+        kwargs["names"] = cfg.model.ticket_names(model, kwargs.pop("exclude"))
+    run_imp(model if model is not None else (lambda: build(cfg, data)), _unit_fn(cfg, ctx, data, sched, files),
+            cfg.method.levels, list(cfg.method.baselines), after_level=after_level, **kwargs)
     return ctx.rows
 
 
@@ -203,7 +209,7 @@ def stability_twin(cfg, ctx: RunContext, data, sched: Schedule, files: LevelFile
 
 def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
     effective, dense = _infer_flops(ctx, model, mask, data.x_train[:1])
-    prunable = set(prunable_names(model))
+    prunable = set(prunable_names(model)) | set(mask)  # a preset's GPT-2 Conv1D weights are not Linear
     all_weights = sum(p.numel() for n, p in model.named_parameters() if n in prunable)
     total_params, nonzero = param_counts(model)
     kept = sum(int(m.sum()) for m in mask.values())
