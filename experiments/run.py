@@ -74,6 +74,7 @@ def run_job(cfg: DictConfig, job_dir: Path, preemption: PreemptionFlag = NEVER) 
     """
     main = distributed.is_main()  # under torchrun only rank 0 writes the record
     typed = validate(cfg)  # ConfigError before any work
+    distributed.check_global_batch(typed)  # ConfigError: optim.batch_size does not divide over the ranks
     runtime = Runtime.from_config(typed)  # ConfigError for a device or precision this machine lacks
     check_inputs(typed)  # InputError naming the file
     try:
@@ -144,9 +145,8 @@ def _hydra_main(cfg: DictConfig) -> None:
             rows = run_job(cfg, job_dir, preemption)
         except Preempted as e:
             log.warning("%s; rerun the same command with hydra.run.dir=%s to resume", e, job_dir)
-            if not preemption.forward(e.signum):  # submitit's own handler requeues the job if present
-                sys.exit(REQUEUE_EXIT_CODE)
-            return
+            preemption.forward(e.signum)  # submitit's own handler requeues the job (on its first task) if present
+            sys.exit(REQUEUE_EXIT_CODE)  # every rank: the run is unfinished
         except Exception as e:
             if hydra_cfg.mode == RunMode.MULTIRUN and kind_of(e) is not None:
                 log.error("job %s failed: %s", hydra_cfg.job.num, e)  # Hydra runs the others, then re-raises

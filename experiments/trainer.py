@@ -324,7 +324,7 @@ class _Trainer:
                 carbon_gate(self.carbon_plan, loop.step, self.spec.tag)
                 chunk_end = min(total, (loop.step // self.spe + 1) * self.spe)  # one window + checkpoint per epoch
                 with self.meter.window("train") as window:
-                    while loop.step < chunk_end and not self.preemption.requested:
+                    while loop.step < chunk_end and not self.preemption.poll():  # any rank's signal stops all
                         for cb in self.callbacks:
                             cb.on_step_start(loop)
                         self.train_step(train_model, world_size)
@@ -333,8 +333,8 @@ class _Trainer:
                             self.evaluate()
                 self.add_window(window, "train")
                 self.checkpoint()
-                if self.preemption.requested:
-                    raise Preempted(self.preemption.signum, loop.step)
+                if self.preemption.agreed:  # every rank stopped at this step and checkpointed it
+                    raise Preempted(self.preemption.agreed, loop.step)
                 last = self.history[-1] if self.history and self.history[-1]["step"] == loop.step else {}
                 unit.epoch_end(loop.step, {k: v for k, v in last.items() if k.endswith("/val")})
                 for cb in self.callbacks:

@@ -89,8 +89,8 @@ class StageRunner:
             self.state.update(stage=stage, epoch=epoch + 1, optimizer=optimizer.state_dict(),
                               lam=budget.lam if budget is not None else None)
             self._save()
-            if self.ctx.preemption.requested:
-                raise Preempted(self.ctx.preemption.signum, self.epochs_run)
+            if self.ctx.preemption.poll():  # any rank's signal: every rank stops after this same epoch
+                raise Preempted(self.ctx.preemption.agreed, self.epochs_run)
         self.state["done"].append(stage)
         self.state.update(stage=None, epoch=0, optimizer=None, lam=None)
         self._save()

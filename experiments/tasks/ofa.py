@@ -87,7 +87,9 @@ class Job:
         return self.table.predict(ArchSpace.full(self.spec).largest())
 
     def batches(self) -> Batches:
-        return Batches(self.data.x_train, self.data.y_train, self.cfg.optim.batch_size)
+        """The global batch optim.batch_size; under torch.distributed this rank's shard of each."""
+        rank, size = distributed.world()
+        return Batches(self.data.x_train, self.data.y_train, self.cfg.optim.batch_size, rank, size)
 
     def on_device(self, model: torch.nn.Module, static: bool) -> tuple[dict, str]:
         """(train_phase keywords of the run's Runtime, what was compiled) with `model` moved to its device. The
@@ -132,8 +134,8 @@ def resumable(job: Job, unit_dir: Path, tag: str,
                 unit.close()
         if distributed.is_main():
             save_checkpoint(path, {**s, "log_position": job.ctx.logger.position()})
-        if job.ctx.preemption.requested:
-            raise Preempted(job.ctx.preemption.signum, s["step"])
+        if job.ctx.preemption.poll():  # any rank's signal: every rank stops after this same epoch
+            raise Preempted(job.ctx.preemption.agreed, s["step"])
         carbon_gate(job.ctx.carbon_plan, s["step"], tag)
 
     return state, on_epoch_end
@@ -165,6 +167,8 @@ def train_supernet(job: Job) -> OFASupernet:
     unit_dir = job.ctx.job_dir / "supernet"
     torch.manual_seed(job.cfg.seed)
     net = OFASupernet(job.spec)
+    if job.cfg.ddp.sync_bn:
+        distributed.convert_sync_bn(net)  # BN statistics over the global batch, as in one process
     final = unit_dir / "final.pt"
 
     def reuse() -> dict:
@@ -178,10 +182,12 @@ def train_supernet(job: Job) -> OFASupernet:
         results = train_schedule(net, phases, job.batches(), state=state, on_epoch_end=hook,
                                  teacher_after=teacher_arg(m.teacher),
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
-                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops(), **device_kw)
+                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops(),
+                                 grad_sync=distributed.average_gradients, **device_kw)
         net.cpu()  # evaluation, recalibration, export and latency run on the CPU copy of the data
         if distributed.is_main():
             save_checkpoint(final, {"model": net.state_dict()})
+        distributed.barrier()  # rank 0 has written final.pt before any rank reads it
         largest = ArchSpace.full(job.spec).largest()
         with job.ctx.meter.window("eval"):
             acc = evaluate_subnet(net, largest, job.recal, job.data.x_test, job.data.y_test)
@@ -208,6 +214,7 @@ def reused_supernet(job: Job, net: OFASupernet, final: Path) -> dict:
     net.load_state_dict(load_checkpoint(source / "supernet" / "final.pt")["model"])
     if distributed.is_main():
         save_checkpoint(final, {"model": net.state_dict()})
+    distributed.barrier()  # rank 0 has written final.pt before any rank reads it
     largest = ArchSpace.full(job.spec).largest()
     with job.ctx.meter.window("eval") as w:
         acc = evaluate_subnet(net, largest, job.recal, job.data.x_test, job.data.y_test)
@@ -238,7 +245,8 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
         with job.ctx.meter.window("latency_table") as w:
             table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats,
                                        timer=job.latency_timer)
-        atomic_write_json(path, table.to_dict())
+        if distributed.is_main():  # every rank reads rank 0's table (after run_unit's barrier)
+            atomic_write_json(path, table.to_dict())
         return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
                 "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
 
@@ -341,7 +349,8 @@ def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency
                 model = export_subnet(net, cfg)
                 acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
                 val = accuracy(model, job.data.x_val, job.data.y_val, cfg.resolution)  # what was predicted
-                save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
+                if distributed.is_main():
+                    save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
                 row = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
                                        repeats=job.cfg.method.latency_repeats, table=latency)
             return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
@@ -367,6 +376,8 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
     rounded up to epochs, at optim.lr, after optim.warmup_steps of linear warm-up)."""
     def work() -> dict:
         model = scratch_model(spec, cfg, job.cfg.seed)
+        if job.cfg.ddp.sync_bn:
+            distributed.convert_sync_bn(model)
         batches = _at(job.batches(), cfg.resolution)
         o = job.cfg.optim  # an epoch budget, or a step budget rounded up to whole epochs
         epochs = o.epochs if o.epochs is not None else -(-o.steps // len(batches))
@@ -376,7 +387,8 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
         result = train_static(model, batches, epochs=epochs, warmup_epochs=warmup,
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
-                              meter=job.ctx.meter, flops=TrainFlops(), **device_kw)
+                              meter=job.ctx.meter, flops=TrainFlops(), grad_sync=distributed.average_gradients,
+                              **device_kw)
         model.cpu()  # recalibration, accuracy and latency on the CPU copy of the data
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
@@ -391,7 +403,8 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
 
 def _at(batches: Batches, resolution: int) -> Batches:
     """The same batches at `resolution` (a static model runs at one input size)."""
-    return Batches(resize_input(batches.x, resolution), batches.y, batches.batch_size)
+    return Batches(resize_input(batches.x, resolution), batches.y, batches.batch_size, batches.rank,
+                   batches.world_size)
 
 
 BASELINES: Registry = Registry("ofa baseline")  # method.baselines; each trains its models from scratch
