@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import signal
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from experiments import carbon_requeue, distributed
 from experiments import checkpoint as ckpt
-from experiments import distributed
 from experiments.augment import augment_batch
 from experiments.batches import BatchSource, TensorBatches, epoch_order, iterations_per_epoch  # noqa: F401 (re-exported)
 from experiments.callbacks import Callback, Loop, Snapshot, TrainLoss
@@ -35,7 +33,7 @@ from experiments.streaming import batch_source
 from lth.masks import Mask, mask_applier
 from meter import Measurement, Meter
 from meter.flops import FlopCache
-from meter.schedule import Plan, wait_until_allowed
+from meter.schedule import Plan
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +108,10 @@ def energy_row(result: FitResult) -> dict:
 
 
 def carbon_gate(plan: Plan | None, step: int, tag: str) -> None:
-    """At an epoch boundary: wait while the carbon-aware plan says pause; when it has no allowed hours left, stop
-    resumably (Preempted, like a SLURM preemption)."""
-    if plan is not None and plan.should_pause(time.time()):
-        log.info("%s: carbon-aware schedule pauses at step %d", tag, step)
-        if not wait_until_allowed(plan):
-            raise Preempted(signal.SIGTERM, step, "the carbon-aware schedule has no allowed hours left")
+    """At an epoch boundary, after the checkpoint: wait while the carbon-aware plan says pause, or under SLURM
+    requeue the job to begin at the next allowed window (experiments.carbon_requeue); when the plan has no allowed
+    hours left, stop resumably (Preempted, like a SLURM preemption)."""
+    carbon_requeue.gate(plan, step, tag)
 
 
 @dataclass
