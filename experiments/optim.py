@@ -22,6 +22,12 @@ def adam(params, cfg) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@OPTIMIZERS.register("adamw")
+def adamw(params, cfg) -> torch.optim.Optimizer:
+    """Decoupled weight decay with GPT-2/nanoGPT's betas (0.9, 0.95), on every parameter."""
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+
+
 @SCHEDULES.register("constant")
 def constant(step: int, total: int, cfg) -> float:
     return 1.0

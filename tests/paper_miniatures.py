@@ -1,0 +1,75 @@
+"""Miniature datasets in the official on-disk formats, for the paper-scale configurations' end-to-end tests.
+
+Each writer takes a folder and returns the overrides that point a run at what it wrote.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def cifar10_batches(root: Path, n: int = 8, seed: int = 1) -> list[str]:
+    """<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} as the pickled dicts of the original."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"batch_label": name, "labels": rng.integers(0, 10, n).tolist(),
+                 "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "filenames": [f"{i}.png" for i in range(n)]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": n}, f, protocol=2)
+    return [f"data.root={root}"]
+
+
+def token_bins(root: Path, n_chars: int = 6000, seed: int = 0) -> list[str]:
+    """nanoGPT train.bin/val.bin (uint16) + meta.json, written by `sparse_moe.prepare`'s byte tokenizer."""
+    from sparse_moe.prepare import main as prepare
+
+    rng = np.random.default_rng(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    text = root / "corpus.txt"
+    root.mkdir(parents=True, exist_ok=True)
+    text.write_text(" ".join(words[i] for i in rng.integers(0, len(words), n_chars // 4)))
+    prepare(["--input", str(text), "--out", str(root / "tok")])
+    return [f"data.path={root / 'tok'}"]
+
+
+def jpeg(path: Path, rng: np.random.Generator, side: int) -> None:
+    import torch
+    from torchvision.io import encode_jpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = torch.from_numpy(rng.integers(0, 256, (3, side, side), dtype=np.uint8))
+    path.write_bytes(encode_jpeg(pixels, quality=90).numpy().tobytes())
+
+
+def imagenet_folders(root: Path, classes: int = 3, per_class: int = 4, side: int = 40, seed: int = 2) -> list[str]:
+    """ImageNet's layout: <root>/{train,val,test}/<wnid>/<name>.JPEG, small JPEGs of random pixels."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val", "test"):
+        for c in range(classes):
+            for i in range(per_class):
+                jpeg(root / split / f"n{c:08d}" / f"{split}_{c}_{i}.JPEG", rng, side)
+    return [f"data.root={root}"]
+
+
+def arnet_frame_lists(root: Path, videos: int = 6, frames: int = 10, classes: int = 3, side: int = 32,
+                      seed: int = 3) -> list[str]:
+    """AR-Net's layout: <root>/frames/<video>/00001.jpg.. and list files `path,num_frames,label` per split."""
+    rng = np.random.default_rng(seed)
+    lines = {"train": [], "test": []}
+    for split in lines:
+        for v in range(videos):
+            name = f"{split}_v{v}"
+            for f in range(1, frames + 1):
+                jpeg(root / "frames" / name / f"{f:05d}.jpg", rng, side)
+            lines[split].append(f"{name},{frames},{v % classes}")
+    for split, rows in lines.items():
+        (root / f"{split}_list.txt").write_text("\n".join(rows) + "\n")
+    return [f"data.root={root}", f"data.train_list={root / 'train_list.txt'}",
+            f"data.test_list={root / 'test_list.txt'}", f"data.num_classes={classes}"]
