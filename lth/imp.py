@@ -125,8 +125,8 @@ def run_imp(model_fn: Callable[[], nn.Module] | nn.Module, train_fn: Callable[[n
     re-initialisations are copies of it re-initialised (`lth.pretrained.reinit_like`: transformers' `_init_weights`,
     else `reset_parameters()`). `after_level(imp, level)` may train extra units (e.g. `imp.twin(level)`) and returns
     their rows. Other keyword arguments go to `IMP` (seed, retrain,
-    optimizer_state, random_prune_scope) and `LotteryTicket` (output_rate, rewind, iterations_per_epoch, include,
-    exclude, names).
+    optimizer_state, random_prune_scope) and `LotteryTicket` (output_rate with output_layer or example_input, rewind,
+    iterations_per_epoch, include, exclude, names).
     """
     for kind in baselines:
         BASELINES.get(kind)

@@ -10,8 +10,10 @@
                 ticket.snapshot(step, optimizer)
             ...; optimizer.step(); ticket.apply()   # pruned weights stay zero
 
-Prunable weights are inferred (weights of Linear and Conv layers, biases never; the last one is the output layer) or
-chosen by glob patterns over parameter names (`include`), minus `exclude` patterns. The mask is kept beside the
+Prunable weights are inferred (weights of Linear and Conv layers, biases never) or chosen by glob patterns over
+parameter names (`include`), minus `exclude` patterns. The output layer (for `output_rate`) is named
+(`output_layer`) or found from one forward pass of `example_input` (lth.output_layer), never guessed from the
+order modules were registered in. The mask is kept beside the
 weights (no `weight_orig`, no hooks), so `model.state_dict()` stays plain.
 """
 
@@ -25,10 +27,11 @@ import torch
 from torch import nn
 
 from lth.masks import Mask, is_subset, mask_applier, ones_mask
+from lth.output_layer import PRUNABLE_TYPES, find_output_layer
 from lth.pruning import STRATEGIES, PruneRates
 from lth.rewind import RewindPoint
 
-PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
+__all__ = ["PRUNABLE_TYPES", "LotteryTicket", "output_weight", "prunable_names"]
 
 
 def prunable_names(model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[str]:
@@ -45,6 +48,22 @@ def prunable_names(model: nn.Module, include: Sequence[str] | None = None, exclu
     return names
 
 
+def output_weight(model: nn.Module, output_layer: str | None, example_input: torch.Tensor | None) -> str:
+    """The output layer's weight name: `output_layer` (module or weight name) checked against the model, else found
+    from the forward pass of `example_input`; ValueError when neither is given or the name is not a weight."""
+    if output_layer is not None:
+        params = dict(model.named_parameters())
+        for name in (output_layer, f"{output_layer}.weight"):
+            if name in params:
+                return name
+        raise ValueError(f"output_layer={output_layer!r} is not a module with a weight of this model; modules: "
+                         f"{[n.rsplit('.', 1)[0] for n in prunable_names(model)][:20]}")
+    if example_input is None:
+        raise ValueError("output_rate needs the output layer: pass example_input=<one input batch> (found from the "
+                         "forward pass) or output_layer=<module name>")
+    return find_output_layer(model, example_input)
+
+
 def _clone(state):
     """A deep copy of a (model or optimizer) state dict: later steps update the live tensors in place."""
     return copy.deepcopy(state)
@@ -54,7 +73,8 @@ class LotteryTicket:
     """Masks, pruning levels and the rewind snapshot of one model. Loop-agnostic: call the methods from any loop.
 
     `rates`: the fraction of the remaining weights pruned per level (float), or a `PruneRates`; `output_rate`
-    prunes the output layer (the last prunable weight) at its own rate (Frankle & Carbin: 0.1 for LeNet).
+    prunes the output layer at its own rate (Frankle & Carbin: 0.1 for LeNet): the layer `output_layer` names (a
+    module or weight name), else the one whose output is the model's output on `example_input` (one batch).
     `rewind`: the step whose weights retraining restarts from (int, or "500it" / "2ep" with
     `iterations_per_epoch`). `names`: explicit prunable weights (overrides include/exclude).
     """
@@ -62,14 +82,15 @@ class LotteryTicket:
     def __init__(self, model: nn.Module, strategy: str = "magnitude_layerwise", rates: float | PruneRates = 0.2,
                  *, output_rate: float | None = None, rewind: int | str = 0, iterations_per_epoch: int | None = None,
                  include: Sequence[str] | None = None, exclude: Sequence[str] = (),
-                 names: Sequence[str] | None = None) -> None:
+                 names: Sequence[str] | None = None, output_layer: str | None = None,
+                 example_input: torch.Tensor | None = None) -> None:
         self.model = model
         self.strategy = strategy
         self._prune_fn = STRATEGIES.get(strategy)
         names = list(names) if names is not None else prunable_names(model, include, exclude)
         rates = rates if isinstance(rates, PruneRates) else PruneRates(float(rates))
-        if output_rate is not None:  # the output layer is the last Linear/Conv weight, excluded or not
-            output = prunable_names(model)[-1]
+        if output_rate is not None:  # the output layer is pruned at its own rate, excluded or not
+            output = output_weight(model, output_layer, example_input)
             rates = PruneRates(rates.default, {**rates.per_layer, output: output_rate})
         self.rates = rates
         point = RewindPoint.parse(rewind)

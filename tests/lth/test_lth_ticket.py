@@ -49,7 +49,7 @@ def test_prunable_names_inferred_and_globbed():
 def test_layerwise_counts_output_rate_and_exclusion():
     torch.manual_seed(0)
     net = Net()
-    ticket = LotteryTicket(net, rates=0.2, output_rate=0.5, exclude=["conv.*"])
+    ticket = LotteryTicket(net, rates=0.2, output_rate=0.5, exclude=["conv.*"], example_input=torch.zeros(1, 1, 6, 6))
     mask = ticket.prune()
     assert set(mask) == {"body.1.weight", "head.weight"}
     assert int(mask["body.1.weight"].sum()) == 2304 - round(0.2 * 2304)
