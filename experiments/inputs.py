@@ -99,6 +99,9 @@ def check_inputs(cfg) -> None:
         INPUT_CHECKS.get(cfg.data.name)(cfg)
     if cfg.method.name in METHOD_INPUT_CHECKS:
         METHOD_INPUT_CHECKS.get(cfg.method.name)(cfg)
+    model_check = getattr(cfg.model, "check_inputs", None)  # a model read from files (model=hf: a checkpoint)
+    if model_check is not None:
+        model_check()
     trace = getattr(cfg.meter, "intensity_trace", None)
     if trace:
         from meter.intensity import TraceIntensity

@@ -67,13 +67,18 @@ class HFModelCfg:
         if self.name_or_path is None:
             raise ConfigError("model.name_or_path=None is invalid; allowed: a local checkpoint folder "
                               "(one written by save_pretrained)")
+
+    def check_inputs(self) -> None:
+        """Before the run starts (experiments.inputs): the folder and transformers exist, else InputError (exit 4)."""
         if not (Path(self.name_or_path) / "config.json").is_file():
             raise InputError(f"model.name_or_path={self.name_or_path!r}: {Path(self.name_or_path).resolve()} holds no "
                              "config.json; give a local folder written by save_pretrained (nothing is downloaded)")
         _require("transformers", "hf")
 
     def checkpoint_config(self) -> dict:
-        return json.loads((Path(self.name_or_path) / "config.json").read_text())
+        """The checkpoint's config.json ({} while the folder is missing: check_inputs reports it)."""
+        path = Path(self.name_or_path) / "config.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def build(self, in_features: int, num_classes: int) -> nn.Module:
         import transformers
