@@ -321,11 +321,13 @@ def train_static(model: nn.Module, batches: Batches, *, epochs: int, lr: float, 
 
 def teacher_index(phases, teacher_after: int | str | None, kd_weight: float) -> int | None:
     """The index of the phase after which a frozen copy of the net becomes the KD teacher of the later phases
-    (`teacher_after`: an index, 0 = the first phase, OFA's full net; a phase name; or None: no teacher).
+    (`teacher_after`: an index, 0 or "first" = the first phase, OFA's full net; a phase name; or None: no teacher).
 
     ValueError naming the value and what is allowed when the name is not a phase, or when kd_weight > 0 while a
     phase asks for KD (distill=True, not in-place) and no teacher exists: KD would be silently off."""
     names = [p.name for p in phases]
+    if teacher_after == "first" and "first" not in names:
+        teacher_after = 0
     if isinstance(teacher_after, str):
         if teacher_after not in names:
             raise ValueError(f"teacher={teacher_after!r} is not a phase of the schedule; allowed: {names}, 'first' "

@@ -75,6 +75,7 @@ def test_kd_without_a_teacher_or_with_an_unknown_one_is_refused():
         teacher_index(phases, "full_net", 1.0)
     assert teacher_index(phases, None, 0.0) is None
     assert teacher_index(phases, "depth_1", 1.0) == 2
+    assert teacher_index(phases, "first", 1.0) == 0
     # the sandwich rule distils in place, no_ps without KD: neither needs a teacher
     assert teacher_index([Phase("s", 1, 0.1, sampler="sandwich")], None, 1.0) is None
     assert teacher_index([Phase("n", 1, 0.1, sampler="no_ps", distill=False)], None, 1.0) is None
