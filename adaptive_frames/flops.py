@@ -34,7 +34,8 @@ def _forward_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     was_training = module.training
     module.eval()
     try:
-        return count_flops(module, (torch.zeros(shape),)).forward
+        where = next((p.device for p in module.parameters()), torch.device("cpu"))  # counted where it lives
+        return count_flops(module, (torch.zeros(shape, device=where),)).forward
     finally:
         module.train(was_training)
 

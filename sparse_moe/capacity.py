@@ -57,7 +57,7 @@ def token_choice_assignments(
     requested = torch.bincount(expert, minlength=num_experts)
     cap = expert_capacity(capacity_factor, k, num_valid, num_experts)
     if cap is None:
-        return Assignments(token, expert, weight, requested, torch.zeros((), dtype=torch.long), None)
+        return Assignments(token, expert, weight, requested, requested.new_zeros(()), None)
     keep = position_in_expert(expert, num_experts) < cap
     dropped = (~keep).sum()
     return Assignments(token[keep], expert[keep], weight[keep], requested, dropped, cap)

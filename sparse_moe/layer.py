@@ -105,7 +105,7 @@ class MoELayer(nn.Module):
         requested = torch.bincount(routing.expert_flat, minlength=self.cfg.num_experts)
         cap = int(requested[0])
         return Assignments(
-            routing.token, routing.expert_flat, routing.weight_flat, requested, torch.zeros((), dtype=torch.long), cap
+            routing.token, routing.expert_flat, routing.weight_flat, requested, requested.new_zeros(()), cap
         ), routing
 
     def forward(
