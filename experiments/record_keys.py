@@ -48,6 +48,9 @@ RECORD_KEYS: dict[str, str] = {
     "curve/val": "validation metrics at every evaluation: [{step, flops_train, <metric>/val}]",
     # cost details
     "flops/eval_total": "FLOPs spent on evaluations",
+    "flops/train_total_effective": "LTH: flops/train_total with each masked layer's forward + backward FLOPs "
+                                   "scaled by its density (what sparse kernels would need; the same "
+                                   "convention as flops/infer_per_sample); flops/train_total is dense",
     "flops/train_total_executed": "MoE: flops/train_total with each step's expert rows as its dispatch executed them "
                                   "(capacity drops, random second expert, padding); flops/train_total is nominal: "
                                   "each batch shape counted once, with the first such batch's routing",

@@ -21,6 +21,7 @@ from experiments.checkpoint import save_checkpoint as _save_checkpoint
 from experiments.context import RunContext
 from experiments.optim import lr_factor
 from experiments.stream_data import load_streaming, skipped_row
+from experiments.tasks.lth_flops import effective_train_flops
 from experiments.tasks.registry import TASKS
 from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
@@ -225,6 +226,7 @@ def _row(cfg, ctx, level, kind, model, mask, result, rewind_step, data) -> dict:
         "acc/val": result.metrics["acc/val"], "acc/test_at_early_stop": result.early_stop.at_best["acc/test"],
         "acc/val_at_early_stop": result.early_stop.at_best["acc/val"], "lth/early_stop_step": result.early_stop.best_step,
         "flops/train_total": result.flops_train, "flops/eval_total": result.flops_eval,
+        "flops/train_total_effective": effective_train_flops(model, mask, data.x_train[:2], result.flops_train),
         "flops/infer_per_sample": effective, "flops/infer_per_sample_dense": dense, "flops/convention": CONVENTION,
         "params/total": total_params, "params/nonzero": nonzero, **skipped_row(data),
         **energy_row(result),
