@@ -59,6 +59,7 @@ RECORD_KEYS: dict[str, str] = {
     "time/train_s": "wall time of the training steps only (s)",
     "time/eval_s": "wall time of the evaluations (s); time/wall_s = train + eval",
     "flops/convention": "how FLOPs are counted (1 multiply-add = 2 FLOPs)",
+    "flops/train_counted_steps": "integrations' meter callbacks: steps whose FLOPs were counted; flops/train_total = their mean x train/steps",
     "flops/pretrain": "FLOPs of backbone pretraining (adaptive frames)",
     "flops/fraction_of_dense": "flops/infer_per_sample / flops/infer_per_sample_dense",
     "energy/estimated_joules": "part of energy/joules that was estimated",
