@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from experiments.tables.spec import Column
 
@@ -149,6 +150,22 @@ ERROR_BARS = ("Each cell is the mean ± sample standard deviation (ddof=1) over 
               "plot's error bars are the same standard deviation.")
 
 
+def predating(rows: list[dict]) -> str:
+    """' Runs that predate a config key ran with its default: KEY=VALUE (N jobs: a, b, ...).' or ''."""
+    jobs: dict[tuple, set] = {}
+    for r in rows:
+        for key, value in (r.get("config_defaulted") or {}).items():
+            jobs.setdefault((key, repr(value)), set()).update(r.get("jobs_defaulted") or [r.get("job_dir")])
+    if not jobs:
+        return ""
+    parts = []
+    for (key, value), folders in sorted(jobs.items()):
+        names = sorted(Path(str(f)).name for f in folders)
+        parts.append(f"{key}={value} ({len(names)} job{'s' * (len(names) > 1)}: {', '.join(names[:4])}"
+                     f"{', ...' if len(names) > 4 else ''})")
+    return " Runs that predate a config key ran with its schema default: " + "; ".join(parts) + "."
+
+
 def caption(rows: list[dict], table: Table, about: str = "") -> str:
     """What was run, read from the runs' configs, what a cell means, then the table's own description."""
     parts = []
@@ -163,5 +180,6 @@ def caption(rows: list[dict], table: Table, about: str = "") -> str:
     if table.split_by:
         text += (f" Rows also differ in {', '.join(table.split_by)}: these config values differ between the runs, "
                  "so they are not pooled (--pool KEY pools them).")
+    text += predating(rows)
     text += f" {ERROR_BARS}" if table.aggregated else " One row per run, not aggregated."
     return f"{text} {about}".strip()

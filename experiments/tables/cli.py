@@ -24,6 +24,7 @@ from pathlib import Path
 
 from experiments.tables.build import build_table, caption, config_value, variant
 from experiments.tables.columns import DEFAULT_RUN_COLUMNS
+from experiments.tables.defaults import fill_defaults
 from experiments.tables.render import to_csv, to_latex, to_markdown
 from experiments.tables.runs import dedupe, load_runs
 from experiments.tables.spec import RUN_COLUMNS, TABLES, Column, TableSpec
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(paths)
     except ValueError as e:
         parser.error(str(e))
+    fill_defaults(runs.rows)  # a key older runs lack: the schema's default for them (the caption says which)
     tasks = {config_value(r, "task") for r in runs.rows}
     task = next(iter(tasks)) if len(tasks) == 1 else None
     columns = spec.columns if spec else RUN_COLUMNS.get(task) if task in RUN_COLUMNS else DEFAULT_RUN_COLUMNS
