@@ -108,19 +108,20 @@ class Job:
 
 
 def resumable(job: Job, unit_dir: Path, tag: str,
-              phases: list) -> tuple[dict | None, Callable[[dict], None]]:
+              phases: list | None = None) -> tuple[dict | None, Callable[[dict], None]]:
     """(state to resume from or None, the epoch-end hook that logs the epoch's row, prints the job's progress line,
     checkpoints with the log's position and honours preemption/carbon plans). On resume the log is cut back to the
     checkpoint's position, and on a fresh start to before this unit's rows (`tag` names one unit), so each epoch
-    row appears once. `phases`: what the unit trains (their epochs size its progress)."""
+    row appears once. `phases`: what the unit trains (their epochs size its progress; None: no progress lines)."""
     path = unit_dir / "checkpoint.pt"
     state = load_latest(path) if exists(path) else None
     job.ctx.logger.start_unit(tag, None if state is None else state.get("log_position"))
-    spe = len(job.batches())
-    before = [spe * sum(p.epochs for p in phases[:i]) for i in range(len(phases))]  # steps ahead of phase i
-    progress = job.ctx.progress if distributed.is_main() else None
-    done = 0 if state is None else before[state.get("phase_index", 0)] + state["step"]
-    unit = progress.unit(tag, done, max(1, spe * sum(p.epochs for p in phases)), spe) if progress else None
+    unit = None
+    if phases and distributed.is_main():
+        spe = len(job.batches())
+        before = [spe * sum(p.epochs for p in phases[:i]) for i in range(len(phases))]  # steps ahead of phase i
+        done = 0 if state is None else before[state.get("phase_index", 0)] + state["step"]
+        unit = job.ctx.progress.unit(tag, done, max(1, spe * sum(p.epochs for p in phases)), spe)
 
     def on_epoch_end(s: dict) -> None:
         last = s["history"][-1] if s["history"] else {}
