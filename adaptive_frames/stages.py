@@ -153,22 +153,35 @@ def precompute(model: AdaptiveFrameModel, clips: torch.Tensor, batch_size: int =
     return {"frame_logits": torch.cat(logits), "low": torch.cat(low)}
 
 
+@torch.no_grad()
+def frozen_inputs(model: AdaptiveFrameModel, clips: torch.Tensor, compute: Compute = Compute()
+                  ) -> dict[str, torch.Tensor]:
+    """`precompute` for one batch already on the device (backbones must be in eval mode): frame_logits
+    [B, T, R, K] in fp32 and low [B, T, C, s, s]."""
+    with compute.context():
+        logits = _fp32(model.frame_logits(clips))
+    return {"frame_logits": logits, "low": model.lowres(clips)}
+
+
 def train_policy(
     model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, cfg: PolicyTrainConfig,
     loss_fn: LossFn = F.cross_entropy, cache: dict[str, torch.Tensor] | None = None,
     budget: BudgetController | None = None, start_epoch: int = 0, generator: torch.Generator | None = None,
-    compute: Compute = Compute(),
+    compute: Compute = Compute(), frozen_backbones: bool = False,
 ) -> list[dict[str, float]]:
     """Joint training with ST Gumbel-softmax, tau = tau0 * exp(-gamma * epoch).
 
     Backbones are trained too if their parameters are in `optimizer`; pass `cache` (from `precompute`) to train
-    only the policy on frozen backbones. Budget mode (cfg.budget_gflops > 0) adapts lam by dual ascent.
+    only the policy on frozen backbones. Without a cache, `frozen_backbones=True` computes the same inputs per
+    batch (streaming data, whose clips differ every epoch, so a cache would not hold): backbones in eval mode,
+    no gradient. The loader's index is only read with a cache. Budget mode (cfg.budget_gflops > 0) adapts lam
+    by dual ascent.
     """
     if budget is None and cfg.budget_gflops > 0:
         budget = BudgetController(target_flops=cfg.budget_gflops * 1e9, lam=cfg.lam, lr=cfg.budget_lr)
     top = model.costs().top
     model.train()
-    if cache is not None:
+    if cache is not None or frozen_backbones:
         model.backbones.eval()
     history = []
     for epoch in range(start_epoch, cfg.epochs):
@@ -178,7 +191,10 @@ def train_policy(
         looked_total, n = 0.0, 0
         for clips, labels, idx in loader:
             clips, labels = compute.to(clips, labels)
-            extra = {} if cache is None else {"frame_logits": cache["frame_logits"][idx], "low": cache["low"][idx]}
+            if cache is not None:
+                extra = {"frame_logits": cache["frame_logits"][idx], "low": cache["low"][idx]}
+            else:
+                extra = frozen_inputs(model, clips, compute) if frozen_backbones else {}
             with compute.context():
                 out = model.forward_train(clips, tau, generator=generator, **extra)
                 lam = budget.lam if budget is not None else cfg.lam

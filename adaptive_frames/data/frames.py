@@ -85,11 +85,23 @@ class FrameFolderDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(clip, label, i), sampled as `train` says from the dataset's own generator (in-memory use)."""
+        return self._clip(i, self.train, self.generator), make_label(self.entries[i].labels, self.num_classes), i
+
+    def load(self, i: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming sample: (clip [T, C, size, size], label); TSN random offsets drawn from `generator`, or the
+        segment centres when it is None (evaluation). OSError names the video and file it could not read."""
+        return self._clip(i, generator is not None, generator), make_label(self.entries[i].labels, self.num_classes)
+
+    def _clip(self, i: int, train: bool, generator: torch.Generator | None) -> torch.Tensor:
         e = self.entries[i]
-        idx = tsn_indices(e.num_frames, self.num_segments, self.train, self.generator)
+        idx = tsn_indices(e.num_frames, self.num_segments, train, generator)
         files = [self.root / e.path / self.template.format(int(j) + self.index_base) for j in idx]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(f"video {e.path!r}: missing frame files {missing[:3]}")
-        frames = torch.from_numpy(np.stack([_read(f, self.mode) for f in files]))
-        return to_clip(frames, self.size), make_label(e.labels, self.num_classes), i
+        try:
+            frames = torch.from_numpy(np.stack([_read(f, self.mode) for f in files]))
+        except OSError as err:  # PIL: unidentified or truncated image
+            raise OSError(f"video {e.path!r}: unreadable frame file ({err})") from None
+        return to_clip(frames, self.size)

@@ -50,17 +50,29 @@ class VideoFileDataset(Dataset):
         return self._counts[i]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(clip, label, i), sampled as `train` says from the dataset's own generator (in-memory use)."""
+        return self._clip(i, self.train, self.generator), make_label(self.entries[i].labels, self.num_classes), i
+
+    def load(self, i: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming sample: (clip [T, 3, size, size], label); TSN random offsets drawn from `generator`, or the
+        segment centres when it is None (evaluation). OSError names a missing or undecodable file."""
+        return self._clip(i, generator is not None, generator), make_label(self.entries[i].labels, self.num_classes)
+
+    def _clip(self, i: int, train: bool, generator: torch.Generator | None) -> torch.Tensor:
         e = self.entries[i]
         path = self.root / e.path
         if not path.is_file():
             raise FileNotFoundError(f"video file {str(path)!r} (list entry {i}) does not exist")
-        n = self.num_frames(i)
-        if n < 1:
-            raise ValueError(f"video {str(path)!r} has no decodable frames")
-        idx = [int(j) for j in tsn_indices(n, self.num_segments, self.train, self.generator)]
-        decoded, _ = decode_frames(path, keep=set(idx))
+        try:
+            n = self.num_frames(i)
+            if n < 1:
+                raise OSError("no decodable frames")
+            idx = [int(j) for j in tsn_indices(n, self.num_segments, train, generator)]
+            decoded, _ = decode_frames(path, keep=set(idx))
+        except (av.error.FFmpegError, OSError) as err:  # PyAV: InvalidDataError etc.
+            raise OSError(f"undecodable video file {str(path)!r} (list entry {i}): {err}") from None
         by_index = dict(zip(sorted(set(idx)), decoded))
         if len(by_index) != len(set(idx)):
-            raise ValueError(f"video {str(path)!r}: list says {n} frames but fewer could be decoded")
+            raise OSError(f"video file {str(path)!r}: the list says {n} frames but fewer could be decoded")
         frames = torch.from_numpy(np.stack([by_index[j] for j in idx])).permute(0, 3, 1, 2)
-        return to_clip(frames, self.size), make_label(e.labels, self.num_classes), i
+        return to_clip(frames, self.size)

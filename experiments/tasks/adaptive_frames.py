@@ -29,6 +29,7 @@ from adaptive_frames import AdaptiveFrameModel, ModelConfig
 from adaptive_frames.policy import PolicyConfig
 from experiments import debug
 from experiments.context import RunContext
+from experiments.stream_data import skipped_row
 from experiments.tasks.af_baselines import evaluate_methods
 from experiments.tasks.af_data import AF_DATA, VideoData
 from experiments.tasks.af_train import train
@@ -42,10 +43,27 @@ TRAIN_KEYS = ("energy/joules", "energy/method", "carbon/g_co2e", "time/wall_s") 
 def build_af_model(cfg, data: VideoData) -> AdaptiveFrameModel:
     m = cfg.model
     policy = PolicyConfig(**{f.name: getattr(m.policy, f.name) for f in dataclasses.fields(PolicyConfig)})
-    return AdaptiveFrameModel(ModelConfig(
+    model = AdaptiveFrameModel(ModelConfig(
         num_classes=data.num_classes, in_channels=data.channels, backbone=m.backbone,
+        backbones=list(m.backbones) if m.backbones else None,
         backbone_width_mult=m.backbone_width_mult, resolutions=list(m.resolutions), skips=list(m.skips),
         policy=policy, policy_as_backbone=m.policy_as_backbone))
+    if m.pretrained == "imagenet":
+        load_imagenet(model, list(m.backbones or [m.backbone] * len(m.resolutions)), m.policy.encoder)
+    return model
+
+
+def load_imagenet(model: AdaptiveFrameModel, backbones: list[str], encoder: str) -> None:
+    """AR-Net's start: torchvision's DEFAULT ImageNet weights in every backbone and the policy encoder (their
+    classifier heads, of another class count, stay fresh); fetched through torch.hub's cache."""
+    import torchvision.models
+
+    from experiments.pretrained_weights import apply_state_dict, torchvision_state_dict
+
+    nets = [*zip(model.backbones, backbones), (model.policy.encoder, encoder)]
+    for net, name in nets:
+        weights = f"{torchvision.models.get_model_weights(name).__name__}.DEFAULT"
+        apply_state_dict(net, torchvision_state_dict(weights), f"model.pretrained=imagenet ({name}: {weights})")
 
 
 @TASKS.register("adaptive_frames")
@@ -83,6 +101,7 @@ def train_and_evaluate(cfg, ctx: RunContext) -> list[dict]:
             "af/num_test_videos": n_test,
             **window.row(),
             "energy/per_video_j": window.joules / n_test,
+            **skipped_row(data.stream),  # data.skip_bad: unreadable videos left out
         }
         if method == "learned":
             row.update({f"train/{k.split('/', 1)[1]}": v for k, v in trained["measurement"].row().items()

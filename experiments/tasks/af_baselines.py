@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 from adaptive_frames import AdaptiveFrameModel, build_baseline
-from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.stages import evaluate
 from experiments.context import RunContext
 from experiments.tasks.af_data import VideoData
+from experiments.tasks.af_stream import test_loader
 from meter.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def evaluate_methods(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: Vide
     """[(method, setting, metrics, measurement)] for the learned policy and each configured baseline, each in its
     own meter window over the whole test set."""
     _, metric = data.loss_and_metric()
-    loader = ClipLoader(data.test_clips, data.test_labels, cfg.method.eval_batch_size, shuffle=False)
+    loader = test_loader(data, cfg.method.eval_batch_size)
     dense = model.dense_flops(data.num_frames)
     out = []
 

@@ -12,6 +12,7 @@ from adaptive_frames.data.needle import NeedleConfig
 from adaptive_frames.policy import CELLS, PolicyConfig
 from experiments.schema import check as _check
 from experiments.schema import schema
+from experiments.stream_data import StreamingDataCfg
 from experiments.tasks.af_baselines import BASELINE_SETTINGS
 from experiments.tasks.af_data import video_list_names
 
@@ -27,10 +28,13 @@ class NeedleDataCfg(NeedleConfig):
 
 @schema("data", "base_video_list")
 @dataclass
-class VideoListDataCfg:
+class VideoListDataCfg(StreamingDataCfg):
     """Real videos listed `path,num_frames,label[,label...]` (AR-Net/TSN layout), as frame folders of
-    `template` images or as video files decoded with PyAV. Clips are sampled once (TSN: random offset per segment
-    for train, centre for test) and held in memory as float32 [N, num_segments, C, size, size]."""
+    `template` images or as video files decoded with PyAV. In memory (data.in_memory=true, or auto within
+    data.memory_budget_gb): clips sampled once (TSN: random offset per segment for train, centre for test), held as
+    float32 [N, num_segments, C, size, size]. Streaming (false, or auto over budget): each clip decoded when drawn,
+    TSN offsets drawn per (seed, epoch, index), through data.num_workers DataLoader workers; evaluation batches
+    are method.eval_batch_size (data.eval_batch_size is unused here)."""
 
     name: str = "frame_folders"  # any of af_data.video_list_names(): frame_folders | video_files
     root: str = MISSING
@@ -50,6 +54,7 @@ class VideoListDataCfg:
         _check(self.num_segments >= 1, "data.num_segments", self.num_segments, ">= 1")
         _check(self.size >= 8, "data.size", self.size, ">= 8")
         _check(self.channels in (1, 3), "data.channels", self.channels, "1, 3")
+        self.check_streaming()
 
 
 @schema("model", "base_adaptive_frames")
@@ -59,14 +64,19 @@ class AFModelCfg:
 
     name: str = "adaptive_frames"
     backbone: str = "tiny_cnn"
+    backbones: Optional[list[str]] = None  # one per resolution, highest first (AR-Net); null = `backbone` at each
     backbone_width_mult: float = 1.0
     resolutions: list[int] = field(default_factory=lambda: [64, 48, 32])
     skips: list[int] = field(default_factory=lambda: [1, 2, 4])
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     policy_as_backbone: bool = False  # AR-Net's extra action: classify the frame with a head on the policy features
+    pretrained: str = "none"  # none | imagenet: torchvision's DEFAULT ImageNet weights for backbones + policy encoder
 
     def __post_init__(self) -> None:
         _check(self.backbone in BACKBONES, "model.backbone", self.backbone, ", ".join(BACKBONES.names()))
+        _check(not self.backbones or (len(self.backbones) == len(self.resolutions)
+                                      and all(b in BACKBONES for b in self.backbones)), "model.backbones",
+               self.backbones, f"null or one of {', '.join(BACKBONES.names())} per resolution {self.resolutions}")
         _check(self.policy.encoder in BACKBONES, "model.policy.encoder", self.policy.encoder,
                ", ".join(BACKBONES.names()))
         _check(len(self.resolutions) >= 1 and all(r >= 8 for r in self.resolutions), "model.resolutions",
@@ -75,6 +85,14 @@ class AFModelCfg:
                self.resolutions, "strictly decreasing (the first is the expensive one)")
         _check(all(s >= 1 for s in self.skips), "model.skips", self.skips, "integers >= 1")
         _check(self.policy.cell in CELLS, "model.policy.cell", self.policy.cell, ", ".join(CELLS.names()))
+        _check(self.pretrained in ("none", "imagenet"), "model.pretrained", self.pretrained, "none, imagenet")
+        if self.pretrained == "imagenet":  # every network must be a torchvision model with ImageNet weights
+            import torchvision.models
+
+            names = [*(self.backbones or [self.backbone]), self.policy.encoder]
+            bare = sorted({n for n in names if n not in torchvision.models.list_models(module=torchvision.models)})
+            _check(not bare, "model.pretrained", self.pretrained,
+                   f"none while model.backbone(s)/policy.encoder include {bare} (no ImageNet weights)")
 
 
 @schema("method", "base_adaptive_frames")

@@ -1,5 +1,6 @@
 """Video data of the adaptive-frames task, built by `data.name` from `AF_DATA`: the synthetic needle videos or a
-list of real videos (frame folders or video files), held in memory as clips."""
+list of real videos (frame folders or video files), held in memory as clips, or streamed (`data.in_memory`: each
+clip decoded when drawn, af_stream)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from adaptive_frames.data.frames import FrameFolderDataset
 from adaptive_frames.data.needle import NeedleConfig, make_needle_splits
 from adaptive_frames.data.video import VideoFileDataset
 from adaptive_frames.metrics import accuracy
+from experiments.errors import InputError
 from experiments.schema import ConfigError
+from experiments.streaming import SampleView, StreamingSplits, keep_in_memory
+from experiments.tasks.af_stream import video_stream
 from meter.registry import Registry
 
 AF_DATA: Registry = Registry("adaptive_frames dataset")
@@ -22,7 +26,8 @@ AF_DATA: Registry = Registry("adaptive_frames dataset")
 
 @dataclasses.dataclass
 class VideoData:
-    """clips [N, T, C, H, W] float32; labels [N] int64 or multi-hot [N, K]; informative [N, T] bool or None."""
+    """clips [N, T, C, H, W] float32; labels [N] int64 or multi-hot [N, K]; informative [N, T] bool or None.
+    Streaming (`stream` set): clips and labels are `SampleView`s (decoded on demand); batches come from `stream`."""
 
     train_clips: torch.Tensor
     train_labels: torch.Tensor
@@ -32,10 +37,17 @@ class VideoData:
     channels: int
     multilabel: bool = False
     test_informative: torch.Tensor | None = None  # ground truth needles (the oracle baseline), synthetic data only
+    stream: StreamingSplits | None = None
 
     @property
     def num_frames(self) -> int:
         return self.train_clips.shape[1]
+
+    def overfit(self) -> VideoData:
+        """debug.overfit: the test set is the training set (a stream reads it centre-sampled)."""
+        stream = None if self.stream is None else self.stream.overfit()
+        return dataclasses.replace(self, test_clips=self.train_clips, test_labels=self.train_labels,
+                                   test_informative=None, stream=stream)
 
     def loss_and_metric(self):
         """(loss_fn, metric): BCE and mAP for multi-hot labels, cross-entropy and accuracy otherwise."""
@@ -65,7 +77,10 @@ def needle(cfg) -> VideoData:
 
 
 def _materialise(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [dataset[i] for i in range(len(dataset))]
+    try:
+        items = [dataset[i] for i in range(len(dataset))]
+    except OSError as e:  # a missing or undecodable video, named
+        raise InputError(str(e)) from None
     if not items:
         raise ValueError(f"{type(dataset).__name__}: the list file names no video")
     return torch.stack([c for c, _, _ in items]), torch.stack([y for _, y, _ in items])
@@ -78,8 +93,19 @@ def _video_list(cfg, dataset_cls, **extra) -> VideoData:
             raise ConfigError(f"data.{key}={getattr(d, key)!r} does not exist")
     kwargs = dict(num_segments=d.num_segments, size=d.size, num_classes=d.num_classes if d.multilabel else None,
                   seed=cfg.seed, **extra)
-    train = _materialise(dataset_cls(d.root, d.train_list, train=True, **kwargs))
-    test = _materialise(dataset_cls(d.root, d.test_list, train=False, **kwargs))
+    try:
+        train_set = dataset_cls(d.root, d.train_list, train=True, **kwargs)
+        test_set = dataset_cls(d.root, d.test_list, train=False, **kwargs)
+    except ValueError as e:  # a malformed list file, named with its line
+        raise InputError(str(e)) from None
+    decoded = (len(train_set) + len(test_set)) * d.num_segments * d.channels * d.size**2 * 4  # float32 clips
+    if not keep_in_memory(d.in_memory, decoded, d.memory_budget_gb):
+        stream = video_stream(cfg, train_set, test_set)
+        return VideoData(SampleView(train_set, 0), SampleView(train_set, 1), SampleView(test_set, 0),
+                         SampleView(test_set, 1), num_classes=d.num_classes, channels=d.channels,
+                         multilabel=d.multilabel, stream=stream)
+    train = _materialise(train_set)
+    test = _materialise(test_set)
     if train[0].shape[2] != d.channels:
         raise ValueError(f"data.channels={d.channels} but the decoded frames have {train[0].shape[2]} channels")
     return VideoData(*train, *test, num_classes=d.num_classes, channels=d.channels, multilabel=d.multilabel)

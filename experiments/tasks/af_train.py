@@ -1,6 +1,8 @@
 """Training of the adaptive-frames task: every stage in order through a `StageRunner`, with its counted FLOPs.
 
 FLOPs of a stage = counted forward + backward FLOPs of one step per batch shape (meter.flops) times the steps.
+Streaming data (`data.stream`) trains from full batches only (drop_last) and, its clips changing every epoch, runs
+the frozen backbones per batch in the policy stage instead of once (counted per epoch).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import torch
 from torch import nn
 
 from adaptive_frames import AdaptiveFrameModel, BudgetController
-from adaptive_frames.data.loader import ClipLoader
 from adaptive_frames.inference import FRAMES_PER_CALL, resize
 from adaptive_frames.stages import (
     Compute,
     PolicyTrainConfig,
     finetune,
+    frozen_inputs,
     policy_head_logits,
     precompute,
     pretrain_backbone,
@@ -30,6 +32,7 @@ from experiments.checkpoint import load_checkpoint, save_checkpoint
 from experiments.context import RunContext
 from experiments.tasks.af_data import VideoData
 from experiments.tasks.af_stages import StageRunner, backbone_cache_key
+from experiments.tasks.af_stream import train_loader
 from meter.flops import count_flops
 
 log = logging.getLogger(__name__)
@@ -47,12 +50,12 @@ class _Call(nn.Module):
 
 
 def epoch_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: int,
-                loss_fn) -> int:
+                loss_fn, drop_last: bool = False) -> int:
     """Counted forward + backward FLOPs of one pass over `inputs` [N, ...] in batches of `batch` (the last one
-    short): one step counted per batch shape on a copy (meter.flops.count_flops), times the number of steps."""
+    short, or dropped): one step counted per batch shape on a copy (meter.flops.count_flops), times the steps."""
     n, total = len(labels), 0
     device = next(module.parameters()).device  # counted where the model is
-    for b, steps in ((batch, n // batch), (n % batch, 1)):
+    for b, steps in ((batch, n // batch), (0 if drop_last else n % batch, 1)):
         if b and steps:
             count = count_flops(module, tuple(x[:b].to(device) for x in inputs),
                                 lambda out, b=b: loss_fn(out, labels[:b].to(device)))
@@ -66,10 +69,10 @@ def compute_of(ctx: RunContext) -> Compute:
     return Compute(rt.device, rt.autocast, rt.grad_scaler())
 
 
-def _stage_epoch(fn, loader: ClipLoader, **kwargs):
+def _stage_epoch(fn, loader, **kwargs):
     """Adapt a stage function (which loops over epochs) to one epoch with a reproducible data order."""
     def one_epoch(optimizer, epoch, budget):
-        loader.passes = epoch  # ClipLoader's order depends on (seed, pass): resume reproduces it
+        loader.passes = epoch  # the order depends on (seed, pass): resume reproduces it
         extra = {"budget": budget} if budget is not None else {}
         return fn(loader=loader, optimizer=optimizer, start_epoch=epoch, epochs=epoch + 1, **kwargs, **extra)[-1]
     return one_epoch
@@ -90,13 +93,13 @@ def _pretrain_backbones(cfg, runner: StageRunner, model: AdaptiveFrameModel, dat
         log.info("adaptive_frames: backbones from %s", cache)
     flops = 0
     for i, res in enumerate(model.space.resolutions):
-        loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + i)
+        loader = train_loader(data, bs, cfg.seed * 7 + 1 + i)
         fn = _stage_epoch(lambda bb=model.backbones[i], r=res, **kw: pretrain_backbone(bb, r, loss_fn=loss_fn, **kw),
                           loader, compute=compute_of(runner.ctx))
         runner.run(stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn)
         step = _Call(model.backbones[i], lambda bb, c, r=res: bb(resize(c.flatten(0, 1), r)).view(*c.shape[:2], -1)
                      .mean(dim=1))
-        flops += m.pretrain_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
+        flops += m.pretrain_epochs * epoch_flops(step, (x,), y, bs, loss_fn, drop_last=data.stream is not None)
     if source == "trained" and m.backbone_cache and distributed.is_main() and not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(cache, {"backbones": model.backbones.state_dict()})
@@ -107,12 +110,13 @@ def _pretrain_policy_head(cfg, runner: StageRunner, model: AdaptiveFrameModel, d
     """Stage pretrain/policy (model.policy_as_backbone only): the policy encoder + classification head as a frame
     classifier. Returns its counted training FLOPs."""
     x, y, bs, epochs = data.train_clips, data.train_labels, cfg.optim.batch_size, cfg.method.pretrain_epochs
-    loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed * 7 + 1 + model.space.num_resolutions)
+    loader = train_loader(data, bs, cfg.seed * 7 + 1 + model.space.num_resolutions)
     fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader,
                       compute=compute_of(runner.ctx))
     params = [*model.policy.encoder.parameters(), *model.policy.classifier.parameters()]
     runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn)
-    return epochs * epoch_flops(_Call(model, policy_head_logits), (x,), y, bs, loss_fn)
+    return epochs * epoch_flops(_Call(model, policy_head_logits), (x,), y, bs, loss_fn,
+                                drop_last=data.stream is not None)
 
 
 def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> dict:
@@ -134,37 +138,50 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
                   loss_fn) -> dict:
     m, n, t = cfg.method, len(data.train_clips), data.num_frames
     x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
+    streaming = data.stream is not None
     compute = compute_of(ctx)
     source, flops_pretrain = _pretrain_backbones(cfg, runner, model, data)
 
-    with runner.measure():
-        cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t), compute=compute)  # frozen: once
-    flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
+    if streaming:  # clips differ every epoch: the frozen backbones run per batch (counted below), no cache
+        cached = None
+        flops = 0
+    else:
+        with runner.measure():
+            cached = precompute(model, x, batch_size=max(1, FRAMES_PER_CALL // t), compute=compute)  # frozen: once
+        flops = n * t * sum(model.costs().backbone)  # precompute: every backbone on every frame, forward only
     if model.space.policy_head:
         flops += _pretrain_policy_head(cfg, runner, model, data, loss_fn)
     pcfg = PolicyTrainConfig(epochs=m.policy_epochs, tau0=m.tau0, gamma=m.gamma, lam=m.lam, balance=m.balance,
                              budget_gflops=m.budget_gflops, budget_lr=m.budget_lr)
     budget = (BudgetController(target_flops=m.budget_gflops * 1e9, lam=m.lam, lr=m.budget_lr)
               if m.budget_gflops > 0 else None)
-    loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed)
+    loader = train_loader(data, bs, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def policy_epoch(optimizer, epoch, budget):
         loader.passes = epoch
         gen.manual_seed(cfg.seed * 100_003 + epoch)  # Gumbel noise reproducible per epoch (resume)
         return train_policy(model, loader, optimizer, dataclasses.replace(pcfg, epochs=epoch + 1), loss_fn=loss_fn,
-                            cache=cached, budget=budget, start_epoch=epoch, generator=gen, compute=compute)[-1]
+                            cache=cached, budget=budget, start_epoch=epoch, generator=gen, compute=compute,
+                            frozen_backbones=streaming)[-1]
 
     runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget)
     # Counted with argmax decisions (the Gumbel noise is elementwise: same matmuls, and no global RNG consumed).
     step = _Call(model, lambda mod, c, fl, low: mod.forward_train(c, 1.0, frame_logits=fl, low=low,
                                                                   deterministic=True).logits)
-    flops += m.policy_epochs * epoch_flops(step, (x, cached["frame_logits"], cached["low"]), y, bs, loss_fn)
+    if streaming:  # the frozen inputs of one batch stand for every batch (same shapes); the backbones run per epoch
+        clips = x[:bs].to(ctx.runtime.device)
+        model.backbones.eval()
+        inputs = (clips, *frozen_inputs(model, clips, compute).values())
+        flops += m.policy_epochs * (n // bs) * bs * t * sum(model.costs().backbone)
+    else:
+        inputs = (x, cached["frame_logits"], cached["low"])
+    flops += m.policy_epochs * epoch_flops(step, inputs, y, bs, loss_fn, drop_last=streaming)
     if m.finetune_epochs > 0:
-        loader = ClipLoader(x, y, bs, shuffle=True, seed=cfg.seed + 1)
+        loader = train_loader(data, bs, cfg.seed + 1)
         fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader, compute=compute)
         runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn)
         step = _Call(model, lambda mod, c: mod.forward_train(c, 1.0, deterministic=True).logits)
-        flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn)
+        flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn, drop_last=streaming)
     return {"pretrain_source": source, "flops_pretrain": flops_pretrain, "flops_train": flops_pretrain + flops,
             "history": runner.state["history"], "measurement": runner.measurement}
