@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments import distributed
 from experiments.loggers import Logger, as_logger, unit_name
 from experiments.preemption import NEVER, PreemptionFlag
 from experiments.progress import JobProgress, as_progress
@@ -53,7 +54,7 @@ def runtime(rt: Runtime | None = None) -> dict:
     """What besides the config changes floating-point results: recorded in every row (`rt`: the run's Runtime,
     default CPU fp32 eager)."""
     return {"runtime/threads": torch.get_num_threads(), "runtime/torch": torch.__version__,
-            **(rt or Runtime()).row()}
+            **(rt or Runtime()).row(), "runtime/world_size": distributed.world()[1]}
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:

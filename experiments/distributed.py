@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.distributed as dist
@@ -127,6 +127,28 @@ def sum_measurement(m: Measurement) -> Measurement:
     for x in kept[1:]:
         total = total + x
     return replace(total, seconds=max(x.seconds for x in ms))
+
+
+class RankSummedMeter:
+    """A meter for a research package's own loop (OFA's train_phase) under torch.distributed: its `window` yields
+    the inner meter's Measurement and, when the window closes, overwrites it with the sum over ranks
+    (`sum_measurement`), so the epoch energy the loop records and checkpoints counts every rank once."""
+
+    def __init__(self, meter) -> None:
+        self.meter = meter
+
+    @contextmanager
+    def window(self, name: str, **kwargs):
+        with self.meter.window(name, **kwargs) as m:
+            yield m
+        total = sum_measurement(m)
+        for f in fields(m):
+            setattr(m, f.name, getattr(total, f.name))
+
+
+def summed_meter(meter):
+    """`meter` itself in one process, else a `RankSummedMeter` around it."""
+    return meter if world()[1] == 1 or meter is None else RankSummedMeter(meter)
 
 
 def shard(indices: torch.Tensor) -> torch.Tensor:

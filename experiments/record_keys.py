@@ -33,6 +33,7 @@ RECORD_KEYS: dict[str, str] = {
     "runtime/gpu_name": "the CUDA device's name (null off a GPU)",
     "runtime/precision": "fp32, bf16 or fp16 (config `precision`: autocast; fp16 with a GradScaler)",
     "runtime/compile": "what torch.compile compiled: none, model, or the parts a family compiles (OFA)",
+    "runtime/world_size": "data-parallel processes (ranks) the run trained on; energy/* is their sum, counted once",
     # metrics (per split: /val, /test; `_at_early_stop`: at the evaluation of minimum validation loss)
     "acc/val": "validation accuracy at the end of training",
     "acc/test_at_early_stop": "test accuracy at the early-stop evaluation",
@@ -101,6 +102,7 @@ RECORD_KEYS: dict[str, str] = {
     "final/moe/layer<i>/<name>": "routing statistic of layer <i> at the last step (load, entropy, drops, aux losses)",
     "data/sources": "char LM: the text files and their hashes",
     "data/vocab_size": "char LM: vocabulary size",
+    "data/skipped_bad": "streaming data with data.skip_bad=true: unreadable files skipped (distinct files)",
     # adaptive frames
     "af/method": "learned policy or baseline name",
     "af/setting": "the method's setting (budget, lambda, k, threshold)",

@@ -3,6 +3,7 @@ every rank, gradients averaged once per step, synchronised BatchNorm; the result
 global batch. Also: preemption agreed across ranks, SLURM's environment mapped onto torch.distributed."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ PHASES = [Phase("full", 2, 0.05, resolutions=(16,)),  # the teacher of the next 
 
 def _ofa(rank: int, world: int) -> tuple[dict, list[dict]]:
     """Train a tiny 1-D supernet: global batch 8, this rank's shard, grads averaged, BN synced when world > 1.
-    In float64: 16 steps of this small net amplify fp32 rounding (summation order) to ~1e-3, which would hide a
+    In float64: 8 steps of this small net amplify fp32 rounding (summation order) to ~1e-3, which would hide a
     real error; in float64 one process and two ranks agree to ~1e-16."""
     torch.manual_seed(0)
     before = torch.get_default_dtype()
@@ -29,7 +30,7 @@ def _ofa(rank: int, world: int) -> tuple[dict, list[dict]]:
     try:
         net = distributed.convert_sync_bn(OFASupernet(SPEC_1D))
         g = torch.Generator().manual_seed(1)
-        x, y = torch.randn(32, 1, 16, generator=g), torch.randint(0, 5, (32,), generator=g)
+        x, y = torch.randn(16, 1, 16, generator=g), torch.randint(0, 5, (16,), generator=g)
         results = train_schedule(net, PHASES, Batches(x, y, 8, rank, world), seed=3, kd_weight=1.0,
                                  optim=OptimConfig(), grad_sync=distributed.average_gradients)
     finally:
@@ -67,22 +68,92 @@ def test_ofa_supernet_two_ranks_equal_one_process(tmp_path):
         assert ddp["flops_train"] == pytest.approx(one["flops_train"], rel=0.02)
 
 
-def _preempt(rank: int, world: int) -> list[int | None]:
-    """Rank 1 alone is signalled at step 2: every rank's poll agrees from that step on."""
-    from experiments.preemption import PreemptionFlag
-
-    flag, seen = PreemptionFlag(), []
-    for step in range(4):
-        if rank == 1 and step == 2:
-            flag.signum = 15
-        seen.append(flag.agreed if flag.poll() else None)
-    return seen
-
-
-def test_preemption_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
-    assert _spawn(_preempt, tmp_path, 1) == [[None, None, 15, 15]] * 2
-
-
 def test_indivisible_global_batch_is_refused():
     with pytest.raises(ValueError, match="batch_size=9 over 2 ranks"):
         Batches(torch.zeros(20, 1, 4), torch.zeros(20), 9, 0, 2)
+
+
+def _fit(rank: int, world: int, ckpt: str, kill_at: int | None):
+    """The LTH/MoE loop (`fit`, DDP) on a BatchNorm MLP, checkpointing into `ckpt`; rank 1 alone gets SIGTERM
+    at step `kill_at`. Returns ("preempted", step) or ("done", state_dict)."""
+    import signal
+
+    from experiments.callbacks import Callback
+    from experiments.config import OptimCfg
+    from experiments.data import Splits
+    from experiments.preemption import Preempted, PreemptionFlag
+    from experiments.trainer import fit
+    from meter import Meter, MeterConfig
+
+    class Kill(Callback):
+        def on_step_start(self, loop):
+            if rank == 1 and loop.step == kill_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 4))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 12, generator=g)
+    data = Splits(x[:80], x[:80, :4].argmax(1), x[80:100], x[80:100, :4].argmax(1), x[100:], x[100:, :4].argmax(1))
+    optim = OptimCfg(name="sgd", lr=0.05, momentum=0.9, batch_size=20, epochs=3, eval_every=4)
+    with Meter(MeterConfig(enabled=False), out_dir=None) as meter, PreemptionFlag() as flag:
+        try:
+            fit(model, data, optim, seed=1, total_steps=12, meter=meter, tag="t", progress=False,
+                checkpoint_path=Path(ckpt), preemption=flag, callbacks=[Kill()])
+        except Preempted as e:
+            return "preempted", e.step
+    return "done", model.state_dict()
+
+
+def _cut_resume_whole(rank, world):
+    """In one process group: run cut by rank 1's SIGTERM, its rerun, and an uninterrupted run."""
+    ckpt = os.environ["LEANLAB_TEST_CKPT"]
+    return [_fit(rank, world, ckpt, kill_at=6), _fit(rank, world, ckpt, kill_at=6),
+            _fit(rank, world, ckpt + ".whole", kill_at=None)]
+
+
+def test_sigterm_to_one_rank_checkpoints_both_and_resume_is_bit_identical(tmp_path, monkeypatch):
+    """LTH family (the shared loop): rank 1's SIGTERM during step 6 stops both ranks after it (step 7,
+    mid-epoch), one checkpoint; rerunning completes bit-identical to an uninterrupted 2-process run."""
+    monkeypatch.setenv("LEANLAB_TEST_CKPT", str(tmp_path / "ckpt.pt"))
+    ranks = _spawn(_cut_resume_whole, tmp_path, 2)
+    assert [r[0] for r in ranks] == [("preempted", 7)] * 2  # the same step on both ranks
+    for (kind_r, resumed), (kind_w, whole) in (r[1:] for r in ranks):  # step 6 is behind the rerun: no signal
+        assert kind_r == kind_w == "done"
+        for k, v in whole.items():
+            assert torch.equal(resumed[k], v), k
+    weights = [k for k in ranks[0][1][1] if "running" not in k and "num_batches" not in k]  # BN stats: per rank
+    assert all(torch.equal(ranks[0][1][1][k], ranks[1][1][1][k]) for k in weights)
+
+
+SLURM_SCRIPT = """
+import json, os, sys
+import torch.distributed as dist
+from experiments import distributed
+with distributed.process_group():
+    print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "local": os.environ["LOCAL_RANK"],
+                      "master": os.environ["MASTER_ADDR"], "max": distributed.agree_max(int(os.environ["SLURM_PROCID"]) + 5)}))
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters; the default suite forms groups through mp.spawn above
+def test_process_group_from_faked_slurm_environment(tmp_path):
+    """Two tasks of one srun step, no torchrun: rank, world, local rank and master come from SLURM_* variables."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    base = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR")}
+    base.update(PYTHONPATH=str(ROOT), SLURM_JOB_ID="4242", SLURM_NTASKS="2", SLURM_STEP_NUM_TASKS="2",
+                SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="localhost", OMP_NUM_THREADS="1",
+                MASTER_PORT=str(29700 + (os.getpid() + 5) % 800))
+    procs = [subprocess.Popen([sys.executable, "-c", SLURM_SCRIPT], env={**base, "SLURM_PROCID": str(r),
+                                                                          "SLURM_LOCALID": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    got = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert got == [{"rank": r, "world": 2, "local": str(r), "master": "localhost", "max": 6} for r in range(2)]

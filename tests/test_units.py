@@ -44,7 +44,8 @@ def test_a_unit_trains_once_then_returns_its_stored_rows(tmp_path, many):
                 {**IDENTITY, **runtime(), "acc/test": 0.25, "af/method": "n", "curve": []}]
     assert first == (expected if many else expected[0])
     assert first_ctx.rows == (expected if many else expected[:1])
-    assert first_ctx.logger.inner.logged[0] == ({"seed": 3, "runtime/threads": torch.get_num_threads(), "acc/test": 0.5},
+    assert first_ctx.logger.inner.logged[0] == ({"seed": 3, "runtime/threads": torch.get_num_threads(), "runtime/world_size": 1,
+                                                 "acc/test": 0.5},
                                                 None)  # numbers only
     stored = json.loads((unit / "result.json").read_text())
     assert stored == ({"rows": expected} if many else {"row": expected[0]})

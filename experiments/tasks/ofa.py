@@ -183,8 +183,8 @@ def train_supernet(job: Job) -> OFASupernet:
         results = train_schedule(net, phases, job.batches(), state=state, on_epoch_end=hook,
                                  teacher_after=teacher_arg(m.teacher),
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
-                                 optim=job.optim(), meter=job.ctx.meter, flops=TrainFlops(),
-                                 grad_sync=distributed.average_gradients, **device_kw)
+                                 optim=job.optim(), meter=distributed.summed_meter(job.ctx.meter),
+                                 flops=TrainFlops(), grad_sync=distributed.average_gradients, **device_kw)
         net.cpu()  # evaluation, recalibration, export and latency run on the CPU copy of the data
         if distributed.is_main():
             save_checkpoint(final, {"model": net.state_dict()})
@@ -388,8 +388,8 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
         result = train_static(model, batches, epochs=epochs, warmup_epochs=warmup,
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
-                              meter=job.ctx.meter, flops=TrainFlops(), grad_sync=distributed.average_gradients,
-                              **device_kw)
+                              meter=distributed.summed_meter(job.ctx.meter), flops=TrainFlops(),
+                              grad_sync=distributed.average_gradients, **device_kw)
         model.cpu()  # recalibration, accuracy and latency on the CPU copy of the data
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
