@@ -194,3 +194,46 @@ def test_hf_trainer_callback_equals_run_imp(tmp_path):
     assert len(final) == len(KINDS) and all("energy/joules" in s and "carbon/g_co2e" in s for s in final)
     assert meter.rows[0]["flops/train_total"] > 0 and meter.rows[0]["train/steps"] == STEPS
     assert "energy/joules" in trainer.state.log_history[-1]
+
+
+@pytest.mark.parametrize("optimizer_state", ["fresh", "rewound"])
+def test_ticket_run_rewinding_to_step_k_equals_run_imp(optimizer_state):
+    """Rewind to step 2 (with the step-2 momentum buffers when "rewound"): TicketRun driven by a plain loop that
+    trains `STEPS - start_step` steps gives run_imp's masks and unit starts."""
+    x, y = _data()
+    batches = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    loss_of = lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1])  # noqa: E731
+    kw = dict(rates=0.3, seed=0, rewind=2, optimizer_state=optimizer_state)
+    expected = {}
+
+    def train(m, unit) -> dict:  # run_imp's loop: steps start_step..STEPS on the same batches
+        expected[(unit.level, unit.kind)] = (copy.deepcopy(m.state_dict()), {k: v.clone() for k, v in unit.mask.items()})
+        opt = torch.optim.SGD(m.parameters(), lr=LR, momentum=0.9)
+        if unit.optimizer_state is not None:
+            opt.load_state_dict(unit.optimizer_state)
+        for step in range(unit.start_step, STEPS):
+            if step == unit.rewind_step:
+                unit.snapshot(step, opt)
+            opt.zero_grad()
+            loss_of(m, batches[step]).backward()
+            opt.step()
+            unit.apply()
+        return {}
+
+    run_imp(mlp(), train, levels=2, **kw)
+    model, starts = mlp(), {}
+    run = TicketRun(model, levels=2, **kw)
+    while not run.done:
+        opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+        start = run.start_step
+        unit = run.begin(opt)
+        starts[(unit.level, unit.kind)] = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in unit.mask.items()})
+        for step in range(start, STEPS):
+            run.step_start(step, opt)
+            opt.zero_grad()
+            loss_of(model, batches[step]).backward()
+            opt.step()
+            run.step_end()
+        run.end()
+    assert [(r["lth/level"], r["lth/kind"]) for r in run.rows] == KINDS
+    assert_same_units(starts, expected)
