@@ -157,3 +157,29 @@ def test_process_group_from_faked_slurm_environment(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     got = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
     assert got == [{"rank": r, "world": 2, "local": str(r), "master": "localhost", "max": 6} for r in range(2)]
+
+
+@pytest.mark.slow  # a whole debug=fast OFA job on 2 ranks (the repro: rank 1 read final.pt too early)
+def test_torchrun_ofa_job_writes_one_set_of_records(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "CI": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "experiments.run",
+         "experiment=ofa_mnist1d", "debug=fast", "progress=false", "method.baselines=[]", f"hydra.run.dir={out}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.rglob("summary.json")) == [out / "summary.json"]
+    rows = json.loads((out / "summary.json").read_text())["records"]
+    assert {r["runtime/world_size"] for r in rows} == {2}
+    kinds = [r["ofa/kind"] for r in rows]
+    assert kinds.count("supernet") == 1 and len(kinds) == len(set(map(str, [(r["ofa/kind"], r["ofa/subnet"],
+                                                                             r.get("ofa/target_fraction"))
+                                                                            for r in rows])))
+    supernet = next(r for r in rows if r["ofa/kind"] == "supernet")
+    assert supernet["energy/joules"] > 0 and supernet["flops/train_total"] > 0
