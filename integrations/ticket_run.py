@@ -59,6 +59,7 @@ class TicketRun:
         if self.done:
             raise RuntimeError(f"all {len(self.plan)} IMP units are trained; build a new TicketRun for more")
         level, kind = self.plan[self.index]
+        self._masks_to_model_device()
         if kind == "ticket" and level > 0:
             self.model.load_state_dict(self._ticket_trained)  # prune the trained ticket, not the last baseline
             self.imp.ticket.prune()
@@ -73,6 +74,13 @@ class TicketRun:
                 optimizer.load_state_dict(unit.optimizer_state)
         self.unit = unit
         return unit
+
+    def _masks_to_model_device(self) -> None:
+        """Trainers move the model after this run was built: the ticket's mask follows its weights (pruning scores
+        and masks must share a device)."""
+        ticket, params = self.imp.ticket, dict(self.model.named_parameters())
+        if any(m.device != params[n].device for n, m in ticket.mask.items()):
+            ticket.set_mask({n: m.to(params[n].device) for n, m in ticket.mask.items()})
 
     def step_start(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Before optimizer step `step + 1`: at level 0, snapshot the rewind point at step k."""
