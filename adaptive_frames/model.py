@@ -21,6 +21,7 @@ class ModelConfig:
     num_classes: int = 8
     in_channels: int = 1
     backbone: str = "tiny_cnn"  # BACKBONES name, one per resolution (e.g. resnet50 at 224, resnet18 at 112)
+    backbones: list[str] | None = None  # per resolution, highest first (AR-Net: resnet50, resnet34, resnet18)
     backbone_width_mult: float = 1.0
     resolutions: list[int] = field(default_factory=lambda: [64, 48, 32])
     skips: list[int] = field(default_factory=lambda: [1, 2, 4])
@@ -47,9 +48,11 @@ class AdaptiveFrameModel(nn.Module):
             raise ValueError(f"ModelConfig: num_classes={cfg.num_classes} must be >= 2, in_channels >= 1")
         self.cfg = cfg
         self.space = ActionSpace(tuple(cfg.resolutions), tuple(cfg.skips), policy_head=cfg.policy_as_backbone)
+        names = list(cfg.backbones) if cfg.backbones else [cfg.backbone] * len(self.space.resolutions)
+        if len(names) != len(self.space.resolutions):
+            raise ValueError(f"ModelConfig: backbones={names} needs one name per resolution {cfg.resolutions}")
         self.backbones = nn.ModuleList(
-            build_backbone(cfg.backbone, cfg.in_channels, cfg.num_classes, cfg.backbone_width_mult)
-            for _ in self.space.resolutions
+            build_backbone(name, cfg.in_channels, cfg.num_classes, cfg.backbone_width_mult) for name in names
         )
         self.policy = Policy(cfg.policy, cfg.in_channels, self.space.num_actions,
                              num_classes=cfg.num_classes if cfg.policy_as_backbone else 0)

@@ -97,7 +97,10 @@ def apply(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
         for key in STAGE_EPOCH_KEYS:
             capper.cap(method, key, d.max_epochs)
         for phase in method.get("phases") or []:  # once-for-all training phases
+            before = phase.get("epochs")
             capper.cap(phase, "epochs", d.max_epochs)
+            if phase.get("warmup_epochs") and before and phase.epochs < before:  # keep the warm-up's share
+                phase.warmup_epochs = phase.warmup_epochs * phase.epochs / before
         capper.cap(method, "predictor_samples", None if d.max_samples is None else max(10, d.max_samples))
         capper.cap(method, "latency_repeats", None if d.max_steps is None else max(3, d.max_steps))
         if "search" in method:

@@ -40,25 +40,23 @@ def token_bins(root: Path, n_chars: int = 6000, seed: int = 0) -> list[str]:
 
 
 def jpeg(path: Path, rng: np.random.Generator, side: int) -> None:
-    import torch
-    from torchvision.io import encode_jpeg
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = torch.from_numpy(rng.integers(0, 256, (3, side, side), dtype=np.uint8))
-    path.write_bytes(encode_jpeg(pixels, quality=90).numpy().tobytes())
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path, "JPEG", quality=90)
 
 
-def imagenet_folders(root: Path, classes: int = 3, per_class: int = 4, side: int = 40, seed: int = 2) -> list[str]:
+def imagenet_folders(root: Path, classes: int = 3, per_class: int = 8, side: int = 40, seed: int = 2) -> list[str]:
     """ImageNet's layout: <root>/{train,val,test}/<wnid>/<name>.JPEG, small JPEGs of random pixels."""
     rng = np.random.default_rng(seed)
     for split in ("train", "val", "test"):
         for c in range(classes):
-            for i in range(per_class):
+            for i in range(per_class if split == "train" else per_class // 2):
                 jpeg(root / split / f"n{c:08d}" / f"{split}_{c}_{i}.JPEG", rng, side)
     return [f"data.root={root}"]
 
 
-def arnet_frame_lists(root: Path, videos: int = 6, frames: int = 10, classes: int = 3, side: int = 32,
+def arnet_frame_lists(root: Path, videos: int = 8, frames: int = 16, classes: int = 3, side: int = 32,
                       seed: int = 3) -> list[str]:
     """AR-Net's layout: <root>/frames/<video>/00001.jpg.. and list files `path,num_frames,label` per split."""
     rng = np.random.default_rng(seed)
@@ -71,5 +69,5 @@ def arnet_frame_lists(root: Path, videos: int = 6, frames: int = 10, classes: in
             lines[split].append(f"{name},{frames},{v % classes}")
     for split, rows in lines.items():
         (root / f"{split}_list.txt").write_text("\n".join(rows) + "\n")
-    return [f"data.root={root}", f"data.train_list={root / 'train_list.txt'}",
+    return [f"data.root={root / 'frames'}", f"data.train_list={root / 'train_list.txt'}",
             f"data.test_list={root / 'test_list.txt'}", f"data.num_classes={classes}"]

@@ -24,11 +24,22 @@ class Paper:
     variants: tuple[str, ...] = ()  # stored variants that must compose too
 
 
+AF_SHRINK = ["model.backbone=tiny_cnn", "model.backbones=null", "model.pretrained=none", "model.resolutions=[32,24,16]",
+             "model.policy.encoder=tiny_cnn", "model.policy.input_size=16", "model.policy.feature_dim=16",
+             "model.policy.hidden=16", "data.size=32", "optim.batch_size=4"]
+
 PAPERS: dict[str, Paper] = {
     "lth_vgg16_cifar10": Paper(mini.cifar10_batches),
     "moe_gpt_small": Paper(mini.token_bins, ["model.n_layer=2", "model.d_model=32", "model.n_head=2",
                                              "model.d_ff=64", "model.block_size=32"],
                            ("gpt_small_dense", "gpt_small_moe")),
+    # the OFA task holds its data as tensors (its loop does not stream yet): the miniature goes in memory, undecorated
+    "ofa_imagenet": Paper(mini.imagenet_folders, ["data.in_memory=true", "data.transform=none", "model.resolutions=[32]",
+                                                  "model.stage_widths=[8,8,16,16,24]", "model.stem_channels=8",
+                                                  "model.first_block_channels=8", "model.head_channels=32",
+                                                  "model.feature_channels=32"]),
+    "af_activitynet": Paper(mini.arnet_frame_lists, AF_SHRINK),
+    "af_minikinetics": Paper(mini.arnet_frame_lists, AF_SHRINK),
 }
 
 
@@ -64,6 +75,37 @@ def test_moe_gpt_small_is_gpt2_small_shaped_with_switch_every_other_layer():
                               "model.block_size=8", "data.path=x"])).model
     kinds = [type(b.ffn.inner).__name__ for b in CharTransformer(small).blocks]
     assert kinds == ["DenseFFN", "MoELayer"] * 6
+
+
+def test_ofa_imagenet_is_the_papers_progressive_shrinking():
+    cfg = compose(["experiment=ofa_imagenet"])
+    phases = [(p.name, p.epochs, p.lr, p.subnets_per_step, p.warmup_epochs) for p in cfg.method.phases]
+    assert phases == [("full", 180, 2.6, 1, 5), ("kernel", 125, 0.96, 1, 5), ("depth_1", 25, 0.08, 2, 0.0),
+                      ("depth_2", 125, 0.24, 2, 5), ("expand_1", 25, 0.08, 4, 0.0), ("expand_2", 125, 0.24, 4, 5)]
+    assert [p.reorder_before for p in cfg.method.phases] == [False] * 4 + [True] * 2
+    assert list(cfg.model.resolutions) == list(range(128, 225, 4)) and cfg.model.dropout == 0.1
+    assert (list(cfg.model.kernel_sizes), list(cfg.model.expand_ratios), list(cfg.model.depths)) == (
+        [3, 5, 7], [3, 4, 6], [2, 3, 4])
+    assert (cfg.data.name, cfg.data.transform, cfg.data.crop_size) == ("image_folder", "imagenet", 224)
+    assert (cfg.optim.weight_decay, cfg.method.kd_weight, cfg.method.label_smoothing) == (3e-5, 1.0, 0.1)
+
+
+def test_debug_fast_keeps_each_phases_warmup_share():
+    """debug caps a 180-epoch phase to 1 epoch: its 5 warm-up epochs become 5/180 of it (not a config error)."""
+    cfg = compose(["experiment=ofa_imagenet", "debug=fast"])
+    assert [(p.epochs, p.warmup_epochs) for p in cfg.method.phases[:2]] == [(1, 5 / 180), (1, 5 / 125)]
+    validate(cfg)
+
+
+@pytest.mark.parametrize("name, metric", [("af_activitynet", "map"), ("af_minikinetics", "acc")])
+def test_af_configs_are_ar_nets(name, metric):
+    cfg = compose([f"experiment={name}"])
+    m = cfg.model
+    assert (list(m.backbones), list(m.resolutions), list(m.skips)) == (
+        ["resnet50", "resnet34", "resnet18"], [224, 168, 112], [1, 2, 4])
+    assert (m.policy.encoder, m.policy.input_size, m.policy.cell, m.policy.hidden) == ("mobilenet_v2", 84, "lstm", 512)
+    assert m.policy_as_backbone and m.pretrained == "imagenet" and cfg.data.num_segments == 16
+    assert cfg.data.multilabel == (metric == "map") and cfg.data.num_classes == 200
 
 
 def _run(name: str, tmp_path, extra: list[str] = ()) -> list[dict]:
@@ -103,4 +145,21 @@ def _check_gpt(rows: list[dict]) -> None:
     assert row["flops/infer_per_sample"] < row["flops/infer_per_sample_dense"]  # 1 of 8 experts active
 
 
-CHECKS: dict[str, Callable] = {"lth_vgg16_cifar10": _check_vgg, "moe_gpt_small": _check_gpt}
+def _check_ofa(rows: list[dict]) -> None:
+    kinds = [r["ofa/kind"] for r in rows]
+    assert kinds[0] == "supernet" and kinds.count("ofa_corner") == 8 and kinds.count("ofa_target") == 4, kinds
+    assert rows[0]["ofa/training"] == "progressive"
+
+
+def _check_af(metric: str) -> Callable:
+    def check(rows: list[dict]) -> None:
+        learned = next(r for r in rows if r["af/method"] == "learned")
+        assert learned[f"{metric}/test"] is not None and 0 <= learned[f"{metric}/test"] <= 1
+        other = {"map": "acc", "acc": "map"}[metric]
+        assert all(r[f"{other}/test"] is None for r in rows)
+        assert learned["flops/infer_per_sample"] <= learned["flops/infer_per_sample_dense"]
+    return check
+
+
+CHECKS: dict[str, Callable] = {"lth_vgg16_cifar10": _check_vgg, "moe_gpt_small": _check_gpt, "ofa_imagenet": _check_ofa,
+                               "af_activitynet": _check_af("map"), "af_minikinetics": _check_af("acc")}

@@ -110,3 +110,41 @@ def test_cli_missing_weights_file_exits_4_and_mismatch_exits_2(tmp_path):
                    cwd=tmp_path)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "unexpected key 'extra.bias'" in last, proc.stderr
+
+
+def test_af_backbones_per_resolution_and_imagenet_start(monkeypatch):
+    """AR-Net's backbones differ per resolution; model.pretrained=imagenet fills every backbone and the policy
+    encoder from torchvision's DEFAULT weights (served here from donors, no network), heads kept fresh."""
+    import experiments.pretrained_weights as pw
+    from adaptive_frames.model import AdaptiveFrameModel, ModelConfig
+    from adaptive_frames.policy import PolicyConfig
+    from experiments.tasks.adaptive_frames import load_imagenet
+
+    donors = {}
+
+    def served(weights: str) -> dict:
+        arch = {"ResNet18_Weights.DEFAULT": "resnet18", "MobileNet_V2_Weights.DEFAULT": "mobilenet_v2"}[weights]
+        torch.manual_seed(len(donors))
+        donors[arch] = torchvision.models.get_model(arch, weights=None, num_classes=1000).state_dict()
+        return donors[arch]
+
+    monkeypatch.setattr(pw, "torchvision_state_dict", served)
+    cfg = ModelConfig(num_classes=5, in_channels=3, backbones=["resnet18", "tiny_cnn"], resolutions=[32, 16],
+                      policy=PolicyConfig(encoder="mobilenet_v2", input_size=16, feature_dim=8, hidden=8))
+    model = AdaptiveFrameModel(cfg)
+    assert [type(b).__name__ for b in model.backbones] == ["ResNet", "TinyCNN"]
+    load_imagenet(model, ["resnet18"], "mobilenet_v2")  # the tiny_cnn has no ImageNet weights: left out
+    got = model.backbones[0].state_dict()
+    assert all(torch.equal(got[k], donors["resnet18"][k]) for k in got if not k.startswith("fc."))
+    assert got["fc.weight"].shape == (5, 512)
+    enc = model.policy.encoder.state_dict()
+    assert all(torch.equal(enc[k], donors["mobilenet_v2"][k]) for k in enc if not k.startswith("classifier.1"))
+
+
+def test_af_imagenet_needs_torchvision_networks():
+    from experiments.tasks.af_config import AFModelCfg
+
+    with pytest.raises(ConfigError, match=r"model.pretrained=.*\['tiny_cnn'\]"):
+        AFModelCfg(backbone="tiny_cnn", pretrained="imagenet")
+    with pytest.raises(ConfigError, match="model.backbones"):
+        AFModelCfg(backbones=["resnet18"], resolutions=[64, 32])
