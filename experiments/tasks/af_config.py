@@ -12,6 +12,7 @@ from adaptive_frames.data.needle import NeedleConfig
 from adaptive_frames.policy import CELLS, PolicyConfig
 from experiments.schema import check as _check
 from experiments.schema import schema
+from experiments.stream_data import StreamingDataCfg
 from experiments.tasks.af_baselines import BASELINE_SETTINGS
 from experiments.tasks.af_data import video_list_names
 
@@ -27,10 +28,13 @@ class NeedleDataCfg(NeedleConfig):
 
 @schema("data", "base_video_list")
 @dataclass
-class VideoListDataCfg:
+class VideoListDataCfg(StreamingDataCfg):
     """Real videos listed `path,num_frames,label[,label...]` (AR-Net/TSN layout), as frame folders of
-    `template` images or as video files decoded with PyAV. Clips are sampled once (TSN: random offset per segment
-    for train, centre for test) and held in memory as float32 [N, num_segments, C, size, size]."""
+    `template` images or as video files decoded with PyAV. In memory (data.in_memory=true, or auto within
+    data.memory_budget_gb): clips sampled once (TSN: random offset per segment for train, centre for test), held as
+    float32 [N, num_segments, C, size, size]. Streaming (false, or auto over budget): each clip decoded when drawn,
+    TSN offsets drawn per (seed, epoch, index), through data.num_workers DataLoader workers; evaluation batches
+    are method.eval_batch_size (data.eval_batch_size is unused here)."""
 
     name: str = "frame_folders"  # any of af_data.video_list_names(): frame_folders | video_files
     root: str = MISSING
@@ -50,6 +54,7 @@ class VideoListDataCfg:
         _check(self.num_segments >= 1, "data.num_segments", self.num_segments, ">= 1")
         _check(self.size >= 8, "data.size", self.size, ">= 8")
         _check(self.channels in (1, 3), "data.channels", self.channels, "1, 3")
+        self.check_streaming()
 
 
 @schema("model", "base_adaptive_frames")
