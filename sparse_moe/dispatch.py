@@ -36,13 +36,20 @@ AUTO_BY_DEVICE = {"cpu": "fused_ffn", "cuda": "grouped_mm"}
 
 
 def _combine(x: torch.Tensor, token: torch.Tensor, out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(x).index_add_(0, token, out * weight.to(out.dtype)[:, None])  # in place: no copy
+    # in the experts' dtype (bf16 under autocast; x's otherwise); in place: no copy
+    return torch.zeros_like(x, dtype=out.dtype).index_add_(0, token, out * weight.to(out.dtype)[:, None])
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype expert matmuls produce: the autocast dtype when autocast is on for x's device, else x's."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 @DISPATCHERS.register("loop")
 def loop_dispatch(x, token, expert, weight, experts: Experts, capacity=None):
     """Reference: one masked gather per expert, the plainest correct code."""
-    y = torch.zeros_like(x)
+    y = torch.zeros_like(x, dtype=_compute_dtype(x))
     for e in range(experts.num_experts):
         sel = (expert == e).nonzero().squeeze(1)
         if sel.numel() == 0:
@@ -113,10 +120,11 @@ def grouped_mm_dispatch(x, token, expert, weight, experts: Experts, capacity=Non
         return torch.zeros_like(x), 0
     offs = torch.cumsum(counts, 0).to(torch.int32)
     sizes = counts.tolist() if experts.b1 is not None else None
-    h = F.grouped_mm(x.index_select(0, tok), experts.w1, offs=offs)
+    dt = _compute_dtype(x)  # grouped_mm is not an autocast op: cast to autocast's dtype here (a no-op without)
+    h = F.grouped_mm(x.index_select(0, tok).to(dt), experts.w1.to(dt), offs=offs)
     if experts.b1 is not None:
         h = _add_segment_bias(h, experts.b1, sizes)
-    out = F.grouped_mm(experts.act(h), experts.w2, offs=offs)
+    out = F.grouped_mm(experts.act(h).to(dt), experts.w2.to(dt), offs=offs)
     if experts.b2 is not None:
         out = _add_segment_bias(out, experts.b2, sizes)
     return _combine(x, tok, out, w), int(tok.numel())

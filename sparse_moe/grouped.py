@@ -9,6 +9,8 @@ The per-expert products are the same `mm` calls autograd would make, so results 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -48,11 +50,24 @@ class _GroupedLinear(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
+def _autocast(x: torch.Tensor, *tensors):
+    """Under autocast (bf16/fp16), x and the weights cast to its dtype outside the Function (so the casts are
+    differentiable) and the hand-written Function run with autocast off; otherwise everything as it is."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return contextlib.nullcontext(), (x, *tensors)
+    dtype = torch.get_autocast_dtype(device)
+    cast = tuple(t.to(dtype) if isinstance(t, torch.Tensor) else t for t in (x, *tensors))
+    return torch.autocast(device, enabled=False), cast
+
+
 def grouped_linear(x: torch.Tensor, w: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """x [N, K] sorted by group, w [G, K, M], sizes: rows per group (sum N) -> [N, M]."""
     if sum(sizes) != x.shape[0] or len(sizes) != w.shape[0]:
         raise ValueError(f"grouped_linear: sizes (sum {sum(sizes)}, {len(sizes)} groups) do not fit x {tuple(x.shape)}, w {tuple(w.shape)}")
-    return _GroupedLinear.apply(x.contiguous(), w, sizes)
+    context, (x, w) = _autocast(x, w)
+    with context:
+        return _GroupedLinear.apply(x.contiguous(), w, sizes)
 
 
 class _GroupedFFN(torch.autograd.Function):
@@ -117,5 +132,6 @@ def grouped_ffn(x: torch.Tensor, experts, sizes: list[int]) -> torch.Tensor:
     if sum(sizes) != x.shape[0] or len(sizes) != experts.num_experts:
         raise ValueError(f"grouped_ffn: sizes (sum {sum(sizes)}, {len(sizes)} groups) do not fit x {tuple(x.shape)} "
                          f"and {experts.num_experts} experts")
-    return _GroupedFFN.apply(x.contiguous(), experts.w1, experts.b1, experts.w2, experts.b2, experts.activation,
-                             sizes)
+    context, (x, w1, b1, w2, b2) = _autocast(x, experts.w1, experts.b1, experts.w2, experts.b2)
+    with context:
+        return _GroupedFFN.apply(x.contiguous(), w1, b1, w2, b2, experts.activation, sizes)

@@ -1,0 +1,177 @@
+"""precision=bf16 and compile=true run every experiment (debug=fast) and their rows say so; compiled models of
+every family compute what eager ones do (fp32, 1e-5); benchmarks/gpu_check.py runs on a CPU with --smoke.
+
+One case per family runs in the default suite; the rest are `slow` (compilation takes tens of seconds on CPU)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.run import run_job
+from experiments.runtime import Runtime
+from tests.helpers import ROOT, compose
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+# Extra shrinking for the default-suite OFA case (the slow cases run plain debug=fast).
+OFA_TINY = ["model.stage_widths=[8,12]", "model.stage_strides=[1,2]", "model.stage_se=[false,true]",
+            "model.head_channels=16", "model.stem_channels=8", "method.predictor_samples=12",
+            "method.predictor_epochs=5", "method.search.population=8", "method.search.generations=2",
+            "method.latency_repeats=2", "method.latency_batch=4"]
+DEFAULT_SUITE = {("lth_mnist1d", "bf16"), ("moe_clustered", "bf16"), ("af_needle", "bf16"), ("ofa_mnist1d", "bf16"),
+                 ("lth_mnist1d", "compile")}
+ARMS = {"bf16": ["precision=bf16"], "compile": ["compile=true"]}
+
+
+def _cases():
+    for name in EXPERIMENTS:
+        for arm in ARMS:
+            marks = [] if (name, arm) in DEFAULT_SUITE else [pytest.mark.slow]
+            yield pytest.param(name, arm, marks=marks, id=f"{name}-{arm}")
+
+
+def _run(tmp_path: Path, name: str, extra: list[str]) -> list[dict]:
+    from experiments.errors import InputError
+
+    overrides = [f"experiment={name}", "debug=fast", "progress=false", *extra]
+    try:
+        return run_job(compose(overrides), tmp_path / "job")
+    except InputError as e:  # an experiment reading real data files this machine lacks
+        pytest.skip(f"{name}: {e}")
+
+
+@pytest.mark.parametrize("name, arm", list(_cases()))
+def test_every_experiment_runs_in_bf16_and_compiled(tmp_path, name, arm):
+    tiny = OFA_TINY if (name, arm) == ("ofa_mnist1d", "bf16") else []  # the default-suite OFA case, shrunk
+    rows = _run(tmp_path, name, [*ARMS[arm], *tiny])
+    assert rows and all(r["runtime/device"] == "cpu" and r["runtime/gpu_name"] is None for r in rows)
+    assert {r["runtime/precision"] for r in rows} == {"bf16" if arm == "bf16" else "fp32"}
+    compiled = {r["runtime/compile"] for r in rows}
+    if arm == "bf16":
+        assert compiled == {"none"}
+    elif name.startswith("ofa"):  # only static models compile; the elastic supernet's row says why not
+        assert any(c.startswith("none (elastic supernet") for c in compiled) and compiled <= {
+            "none", "StaticSubnet", next(c for c in compiled if c.startswith("none (elastic"))}
+    elif name.startswith("af"):
+        assert compiled == {"none (adaptive frames: per-video routing)"}
+    else:
+        assert compiled == {"model"}
+    losses = [v for r in rows for k, v in r.items() if k.startswith(("loss/", "acc/", "mse/")) and v is not None]
+    assert losses and all(v == v for v in losses)  # finite metrics, no NaN from half precision
+
+
+@pytest.mark.slow
+def test_ofa_compile_compiles_the_static_baselines_and_says_so(tmp_path):
+    """The scratch baselines are static: compiled, and their rows say StaticSubnet."""
+    rows = _run(tmp_path, "ofa_mnist1d", ["compile=true", "method.baselines=[scratch_corners]", "method.targets=[1.0]"])
+    by_kind = {}
+    for r in rows:
+        by_kind.setdefault(r["ofa/kind"], set()).add(r["runtime/compile"])
+    assert by_kind.pop("supernet") == {"none (elastic supernet: compiled per sub-net would recompile)"}
+    assert by_kind.pop("scratch_corner") == {"StaticSubnet"}
+    assert all(v == {"none"} for v in by_kind.values()), by_kind
+
+
+# ------------------------------------------------------------------------------- compiled == eager, per family
+def _lth():
+    from lth import build_model
+
+    return build_model("mlp", 40, 10, hidden=[32, 32]), torch.randn(8, 40)
+
+
+def _lth_conv():
+    from lth import build_model
+
+    return build_model("resnet20", 3 * 8 * 8, 10, image_size=8, width=4), torch.randn(4, 3, 8, 8)
+
+
+def _moe():
+    from sparse_moe import MoEConfig
+    from sparse_moe.models import CharTransformerConfig, build_model
+
+    cfg = CharTransformerConfig(vocab_size=32, block_size=8, n_layer=2, n_head=2, d_model=16, d_ff=32,
+                                moe=MoEConfig(num_experts=4, top_k=2, router="gshard"))
+    return build_model("char_transformer", cfg), torch.randint(0, 32, (2, 8))
+
+
+def _af():
+    from adaptive_frames import build_backbone
+
+    return build_backbone("mobilenet_v2", 3, 5, width_mult=0.25), torch.randn(2, 3, 32, 32)
+
+
+def _ofa():
+    from once_for_all import ArchSpace, OFASupernet, export_subnet
+    from tests.once_for_all.ofa_testutils import SPEC_2D
+
+    net = OFASupernet(SPEC_2D)
+    cfg = ArchSpace.full(SPEC_2D).smallest()
+    return export_subnet(net, cfg), torch.randn(2, 3, cfg.resolution, cfg.resolution)
+
+
+FAMILY_MODELS = {"lth": _lth, "lth_conv": _lth_conv, "moe": _moe, "adaptive_frames": _af, "once_for_all": _ofa}
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[] if f == "lth" else [pytest.mark.slow])
+                                    for f in FAMILY_MODELS])
+def test_compiled_models_compute_what_eager_ones_do(family):
+    torch.manual_seed(0)
+    model, x = FAMILY_MODELS[family]()
+    model.eval()
+    with torch.no_grad():
+        eager = model(x)
+        compiled, what = Runtime(compile=True).prepare_model(model)
+        got = compiled(x)
+    assert what == type(model).__name__ and compiled is not model
+    eager, got = (eager[0], got[0]) if isinstance(eager, tuple) else (eager, got)  # MoE models: (out, auxes)
+    torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- the GPU check, on a CPU
+@pytest.mark.parametrize("arms", [pytest.param("bf16"), pytest.param("fp32,bf16,compile", marks=pytest.mark.slow)])
+def test_gpu_check_smoke_runs_every_family_on_cpu(tmp_path, arms):
+    import benchmarks.gpu_check as gpu_check
+
+    out = tmp_path / "check.json"
+    report = gpu_check.main(["--smoke", "--device", "cpu", "--arms", arms, "--out", str(out), "--budget-s", "1e9"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    assert report["info"]["device"] == "cpu" and report["info"]["smoke"] is True
+    assert set(report["families"]) == set(gpu_check.FAMILIES)
+    for name, entry in report["families"].items():
+        for arm in arms.split(","):
+            result = entry[arm]
+            if "not_applicable" in result:  # the adaptive-frames policy is not compiled, and says why
+                assert (name, arm) == ("arnet", "compile")
+                continue
+            assert "error" not in result, (name, arm, result.get("traceback"))
+            assert result["task"]["samples_per_s"] > 0 and result["bare"]["samples_per_s"] > 0
+            assert result["ratio_task_over_bare"] == pytest.approx(
+                result["task"]["samples_per_s"] / result["bare"]["samples_per_s"])
+            assert "joules_per_step" not in result["task"]  # no NVML here: no energy claimed
+
+
+# ------------------------------------------------------------------------------- MoE dispatch under autocast
+def _dispatchers():
+    from sparse_moe import DISPATCHERS
+
+    return [n for n in DISPATCHERS.names() if n != "auto"]
+
+
+@pytest.mark.parametrize("dispatch", _dispatchers())
+def test_every_moe_dispatch_trains_under_bf16_autocast(dispatch):
+    """Hand-written Functions and index_add combines follow autocast: outputs in bf16 close to fp32, fp32 grads."""
+    from sparse_moe import MoEConfig, MoELayer
+
+    torch.manual_seed(0)
+    layer = MoELayer.from_config(16, 32, MoEConfig(num_experts=4, top_k=2, router="gshard", dispatch=dispatch))
+    x = torch.randn(2, 8, 16)
+    ref, _ = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x)
+    out.float().sum().backward()
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and p.grad.isfinite().all()
+               for p in layer.experts.parameters())
