@@ -40,6 +40,9 @@ class Compute:
     device: torch.device | str | None = None
     autocast: Callable[[], AbstractContextManager] | None = None
     scaler: torch.amp.GradScaler | None = None
+    # data parallel (the caller owns the process group): called after backward, before the optimizer step, to
+    # average the optimizer's gradients over ranks (each rank's loader yields its shard of the global batch)
+    grad_sync: Callable[[torch.optim.Optimizer], None] | None = None
 
     def to(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.device is None:
@@ -54,9 +57,13 @@ class Compute:
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
+            if self.grad_sync is not None:
+                self.grad_sync(optimizer)
             optimizer.step()
             return
         self.scaler.scale(loss).backward()
+        if self.grad_sync is not None:
+            self.grad_sync(optimizer)  # scaled grads: averaging commutes with the unscale
         self.scaler.step(optimizer)
         self.scaler.update()
 

@@ -186,11 +186,20 @@ def average_gradients(module: nn.Module) -> None:
     """The gradient-sync hook of the research loops (OFA, adaptive frames): every `.grad` := its mean over ranks,
     one all-reduce per (device, dtype). Parameters without a grad (an elastic supernet's inactive channels, an
     unused expert) are skipped; every rank must have the same set (same sub-nets, same routing of shapes)."""
+    _average(module.parameters())
+
+
+def average_optimizer_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """`average_gradients` over the parameters an optimizer steps (adaptive_frames' `Compute.grad_sync`)."""
+    _average(p for g in optimizer.param_groups for p in g["params"])
+
+
+def _average(params) -> None:
     size = world()[1]
     if size == 1:
         return
     groups: dict[tuple, list[torch.Tensor]] = {}
-    for p in module.parameters():
+    for p in params:
         if p.grad is not None:
             groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
     for grads in groups.values():

@@ -127,6 +127,38 @@ def test_sigterm_to_one_rank_checkpoints_both_and_resume_is_bit_identical(tmp_pa
     assert all(torch.equal(ranks[0][1][1][k], ranks[1][1][1][k]) for k in weights)
 
 
+def _af_backbone(rank: int, world: int) -> dict:
+    """Adaptive frames' supervised stage (fit_epochs via pretrain_backbone) on a BN CNN: global batch 6 of 16
+    clips (the last partial batch of 4 divides over 2 ranks), this rank's shard, grads averaged, BN synced."""
+    from adaptive_frames.backbones import TinyCNN
+    from adaptive_frames.data.loader import ClipLoader
+    from adaptive_frames.stages import Compute, pretrain_backbone
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # exactness (see _ofa)
+    try:
+        torch.manual_seed(0)
+        net = distributed.convert_sync_bn(TinyCNN(3, 4, width=4))
+        g = torch.Generator().manual_seed(2)
+        clips, labels = torch.randn(16, 3, 3, 12, 12, generator=g), torch.randint(0, 4, (16,), generator=g)
+        loader = ClipLoader(clips, labels, 6, shuffle=True, seed=5, rank=rank, world_size=world)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        sync = distributed.average_optimizer_gradients if world > 1 else None
+        pretrain_backbone(net, 8, loader, opt, epochs=2, compute=Compute(grad_sync=sync))
+    finally:
+        torch.set_default_dtype(before)
+    return net.state_dict()
+
+
+@pytest.mark.slow  # the default suite covers the same hook through OFA
+def test_af_stage_two_ranks_equal_one_process(tmp_path):
+    single = _af_backbone(0, 1)
+    ranks = _spawn(_af_backbone, tmp_path, 6)
+    for k, v in single.items():
+        assert torch.equal(ranks[0][k], ranks[1][k]) or "running" in k or "num_batches" in k, k
+        assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k
+
+
 SLURM_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist

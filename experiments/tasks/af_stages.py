@@ -52,6 +52,7 @@ class StageRunner:
         """A meter window whose measurement is added to the checkpointed training total."""
         with self.ctx.meter.window("train") as window:
             yield
+        window = distributed.sum_measurement(window)  # every rank's own energy, counted once
         before = self.state["measurement"]
         self.state["measurement"] = window.to_dict() if before is None else (
             Measurement.from_dict(before) + window).to_dict()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from adaptive_frames.data.loader import ClipLoader
+from experiments import distributed
 from experiments.errors import InputError
 from experiments.streaming import LoaderBatches, StreamingSplits
 
@@ -51,8 +52,10 @@ class OrderedClips:
 
 def train_loader(data, batch_size: int, seed: int):
     """Training batches of `data` (af_data.VideoData): tensors in memory, or its stream."""
-    if data.stream is None:
-        return ClipLoader(data.train_clips, data.train_labels, batch_size, shuffle=True, seed=seed)
+    if data.stream is None:  # under torch.distributed: this rank's shard of every global batch
+        rank, size = distributed.world()
+        return ClipLoader(data.train_clips, data.train_labels, batch_size, shuffle=True, seed=seed, rank=rank,
+                          world_size=size)
     return EpochClips(data.stream.train_batches(batch_size, seed))
 
 

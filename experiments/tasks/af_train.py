@@ -64,9 +64,11 @@ def epoch_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], labels: tor
 
 
 def compute_of(ctx: RunContext) -> Compute:
-    """The stages' device, autocast and fp16 GradScaler from the run's Runtime (the model must be on its device)."""
+    """The stages' device, autocast and fp16 GradScaler from the run's Runtime (the model must be on its device),
+    and under torch.distributed the gradient average over ranks."""
     rt = ctx.runtime
-    return Compute(rt.device, rt.autocast, rt.grad_scaler())
+    sync = distributed.average_optimizer_gradients if distributed.world()[1] > 1 else None
+    return Compute(rt.device, rt.autocast, rt.grad_scaler(), grad_sync=sync)
 
 
 def _stage_epoch(fn, loader, **kwargs):
@@ -125,6 +127,12 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     flops_pretrain is the backbones' pretraining (what every baseline needs too); pretrain/policy, which only
     the learned policy needs, counts towards flops_train only."""
     loss_fn, _ = data.loss_and_metric()
+    if distributed.world()[1] > 1 and (cfg.method.budget_gflops > 0 or data.stream is not None):
+        raise ValueError(f"adaptive frames on {distributed.world()[1]} ranks: method.budget_gflops="
+                         f"{cfg.method.budget_gflops}, data.stream={'set' if data.stream is not None else None}; "
+                         "allowed under DDP: method.budget_gflops=0 and in-memory clips (one process otherwise)")
+    if cfg.ddp.sync_bn:
+        distributed.convert_sync_bn(model)  # backbones' and policy's BN statistics over the global batch
     runner = StageRunner(ctx, model)
     home = next(model.parameters()).device
     model.to(ctx.runtime.device)  # every stage trains on the run's device; evaluation gets the model back home
