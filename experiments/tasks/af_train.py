@@ -30,6 +30,7 @@ from adaptive_frames.stages import (
 from experiments import distributed
 from experiments.checkpoint import load_checkpoint, save_checkpoint
 from experiments.context import RunContext
+from experiments.schema import ConfigError
 from experiments.tasks.af_data import VideoData
 from experiments.tasks.af_stages import StageRunner, backbone_cache_key
 from experiments.tasks.af_stream import train_loader
@@ -128,7 +129,7 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     the learned policy needs, counts towards flops_train only."""
     loss_fn, _ = data.loss_and_metric()
     if distributed.world()[1] > 1 and (cfg.method.budget_gflops > 0 or data.stream is not None):
-        raise ValueError(f"adaptive frames on {distributed.world()[1]} ranks: method.budget_gflops="
+        raise ConfigError(f"adaptive frames on {distributed.world()[1]} ranks: method.budget_gflops="
                          f"{cfg.method.budget_gflops}, data.stream={'set' if data.stream is not None else None}; "
                          "allowed under DDP: method.budget_gflops=0 and in-memory clips (one process otherwise)")
     if cfg.ddp.sync_bn:
