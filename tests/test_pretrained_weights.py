@@ -148,3 +148,20 @@ def test_af_imagenet_needs_torchvision_networks():
         AFModelCfg(backbone="tiny_cnn", pretrained="imagenet")
     with pytest.raises(ConfigError, match="model.backbones"):
         AFModelCfg(backbones=["resnet18"], resolutions=[64, 32])
+
+
+def test_timm_weights_path_loads_and_a_mismatch_names_the_key(tmp_path):
+    pytest.importorskip("timm")
+    import timm
+
+    from experiments.tasks.hf_config import TimmModelCfg
+
+    torch.manual_seed(3)
+    state = timm.create_model("test_efficientnet", pretrained=False, num_classes=4).state_dict()
+    torch.save(state, tmp_path / "t.pt")
+    model = TimmModelCfg(name="test_efficientnet", weights_path=str(tmp_path / "t.pt")).build(3, 4)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    first = next(iter(state))
+    torch.save({k: v for k, v in state.items() if k != first}, tmp_path / "short.pt")
+    with pytest.raises(ConfigError, match=f"missing key '{first}'"):
+        TimmModelCfg(name="test_efficientnet", weights_path=str(tmp_path / "short.pt")).build(3, 4)

@@ -98,11 +98,13 @@ class HFModelCfg:
 @schema("model", "base_timm")
 @dataclass
 class TimmModelCfg:
-    """Any timm model by name, `pretrained=False` (never a download), `num_classes` from the data."""
+    """Any timm model by name, `pretrained=False` (never a download), `num_classes` from the data; `weights_path`
+    loads a local state dict (experiments/pretrained_weights.py: mismatch = config error naming the key)."""
 
     name: str = "resnet18"
     init: str = "torch_default"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model arguments (e.g. in_chans: 1)
+    weights_path: Optional[str] = None  # torch.save(model.state_dict()) file, read with weights_only=True
 
     def __post_init__(self) -> None:
         timm = _require("timm", "timm")
@@ -113,10 +115,12 @@ class TimmModelCfg:
     def build(self, in_features: int, num_classes: int) -> nn.Module:
         import timm
 
+        from experiments.pretrained_weights import load_pretrained
         from lth.model_registry import init_weights
 
         model = timm.create_model(self.name, pretrained=False, num_classes=num_classes, **self.kwargs)
         init_weights(model, self.init)
+        load_pretrained(model, None, self.weights_path)
         return model
 
 
