@@ -108,6 +108,8 @@ class Runtime:
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"precision='bf16' is invalid; allowed: fp32, fp16 ({torch.cuda.get_device_name(device)}"
                               " has no bf16 support)")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL collectives and bare .cuda() calls use this rank's GPU
         return cls(device=device, precision=precision, compile=cfg.compile, compile_mode=cfg.compile_mode,
                    channels_last=cfg.channels_last, pin_memory=device.type == "cuda")
 
