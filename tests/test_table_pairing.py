@@ -5,11 +5,12 @@ jobs claiming one slot are an error naming both folders."""
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 
 from experiments.tables import main
-from tests.table_fixtures import lth_config, write_job
+from tests.table_fixtures import lth_config, ofa_config, ofa_jobs, ofa_rows, write_job
 
 
 def _csv(path) -> list[dict]:
@@ -51,3 +52,73 @@ def test_a_key_without_a_schema_default_splits_the_rows(tmp_path):
     out = tmp_path / "out"
     assert main(["lth_mnist1d_curve", "--runs", str(tmp_path), "--out", str(out)]) == 0
     assert sorted(r["method.not_a_schema_key"] for r in _csv(out / "table.csv")) == ["(absent)", "3"]
+
+
+# ---- once-for-all: pairs within one configuration ---------------------------------------------------------------
+
+LR3_PHASES = [{"name": "full", "epochs": 15, "lr": 0.3}]
+
+
+def _ofa_runs(root, seeds=(0, 1)):
+    """Per seed: the default PS job (corners 0.5 points above scratch, 3 above no-PS), a PS job of other phases
+    (corners 1 point higher, its own scratch corners 4.5 lower), and a no-PS job of the default phases."""
+    ofa_jobs(root, seeds=seeds)
+    for seed in seeds:
+        config = ofa_config(seed)
+        config["method"]["phases"] = LR3_PHASES
+        rows = ofa_rows(seed, scratch_gap=0.045)
+        for r in rows:
+            r["acc/test"] = r["acc/test"] + 0.01 if r["ofa/kind"] == "ofa_corner" else r["acc/test"]
+        write_job(root / f"lr3_{seed}", rows, config)
+
+
+def _table(name, root, out, *extra):
+    assert main([name, "--runs", str(root), "--out", str(out), *extra]) == 0
+    return _csv(out / "table.csv"), (out / "table.md").read_text()
+
+
+def test_ps_vs_scratch_keeps_each_configuration_its_own_rows(tmp_path):
+    _ofa_runs(tmp_path / "runs")
+    rows, md = _table("ofa_ps_vs_scratch", tmp_path / "runs", tmp_path / "out")
+    assert len(rows) == 16 and {r["runs"] for r in rows} == {"2"}  # 8 corners x 2 configurations, 2 seeds each
+    by_phases = {}
+    for r in rows:
+        by_phases.setdefault(r["method.phases"], set()).add(round(float(r["acc/diff/mean"]), 9))
+    assert sorted(by_phases.values(), key=min) == [{0.5}, {5.5}]  # each job paired with its own scratch corners
+    assert "[method.phases=" in md and "mean difference +5.50 points over 8 corners" in md  # a verdict each
+    assert "Rows also differ in method.phases" in md
+
+
+def test_ps_vs_no_ps_pairs_within_a_configuration_or_by_an_explicit_pair_rule(tmp_path):
+    _ofa_runs(tmp_path / "runs")
+    rows, _ = _table("ofa_ps_vs_no_ps", tmp_path / "runs", tmp_path / "a")
+    assert len(rows) == 8 and {round(float(r["acc/diff/mean"]), 9) for r in rows} == {3.0}  # the default PS only
+    rows, _ = _table("ofa_ps_vs_no_ps", tmp_path / "runs", tmp_path / "b", "--pair", "method.phases")
+    assert len(rows) == 16  # the other PS job paired with the no-PS job of its seed too, in rows of its own
+    assert sorted({round(float(r["acc/diff/mean"]), 9) for r in rows}) == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["ofa_ps_vs_scratch", "ofa_ps_vs_no_ps", "ofa_search", "ofa_pareto", "ofa_cost"])
+def test_two_jobs_claiming_one_slot_is_an_error_naming_both(tmp_path, capsys, name):
+    root = tmp_path / "runs"
+    ofa_jobs(root)
+    shutil.copytree(root / "progressive_0", root / "progressive_0_again")  # the same configuration and seed twice
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--runs", str(root)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "two jobs claim one slot" in err
+    assert str(root / "progressive_0") in err and str(root / "progressive_0_again") in err
+
+
+def test_cost_is_per_configuration_and_seed(tmp_path):
+    _ofa_runs(tmp_path / "runs")
+    rows, _ = _table("ofa_cost", tmp_path / "runs", tmp_path / "out")
+    assert len(rows) == 2 * 6 and {r["runs"] for r in rows} == {"2"}
+
+
+def test_pair_is_refused_for_a_table_that_pairs_nothing_or_an_unknown_key(tmp_path, capsys):
+    _ofa_runs(tmp_path / "runs")
+    for args in (["lth_mnist1d_curve", "--pair", "method.phases"], ["ofa_ps_vs_no_ps", "--pair", "method.phasess"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--runs", str(tmp_path / "runs")])
+        assert exit_.value.code == 2 and "--pair" in capsys.readouterr().err

@@ -7,7 +7,8 @@
 
 Reads every `summary.json` under the given folders. Failed or unfinished jobs are listed as missing (on stderr
 and in missing.txt), never counted as zeros. Runs whose configs differ (other steps, another sweep folder, any
-config.yaml value but the seed) are never pooled into one row unless `--pool KEY` says so. `--out` never
+config.yaml value but the seed) are never pooled into one row unless `--pool KEY` says so; a paired table pairs
+two jobs of one seed and configuration unless `--pair KEY` lets KEY differ between the sides. `--out` never
 overwrites: an existing, non-empty folder gets the table in a new version folder inside it (v2, v3, ...).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import inspect
 import os
 import shutil
 import sys
@@ -80,6 +82,11 @@ def title(name: str, rows: list[dict]) -> str:
     return f"{name}: {', '.join(parts)}" if parts else name
 
 
+def _pairs(spec: TableSpec) -> bool:
+    """Whether a table pairs runs (its derive takes `pair`: config keys the two sides may differ in)."""
+    return spec.derive is not None and "pair" in inspect.signature(spec.derive).parameters
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leanlab-tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--group-by", default=None, help="comma-separated keys; mean ± std over the other runs")
     parser.add_argument("--pool", default="", help="comma-separated config keys (e.g. optim.steps, sweep) whose "
                         "differing values may share a row; by default any differing config value splits rows")
+    parser.add_argument("--pair", default="", help="comma-separated config keys (e.g. method.phases) in which the two "
+                        "sides of a paired table (ofa_ps_vs_no_ps, ...) may differ; by default a pair is two jobs "
+                        "of the same seed and configuration")
     parser.add_argument("--out", type=Path, help="folder for table.{md,csv,tex}, caption.txt and plot.png "
                         "(an existing non-empty folder gets a new version folder v2, v3, ... inside it)")
     return parser
@@ -125,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         columns = [Column(k, k, "{:.4g}") for k in args.columns.split(",")]
     group_by = args.group_by.split(",") if args.group_by else (spec.group_by if spec else [])
     rows = dedupe(runs.rows, spec.dedupe_by) if spec and spec.dedupe_by else runs.rows
+    pair = tuple(filter(None, args.pair.split(",")))
+    if pair and not (spec and _pairs(spec)):
+        parser.error(f"--pair: table {args.table} does not pair runs; paired tables: "
+                     f"{', '.join(n for n in TABLES.names() if _pairs(TABLES.get(n)))}")
+    known = set().union(*(r["config"] for r in rows)) if rows else set()
+    for key in [k for k in pair if k not in known and rows]:
+        parser.error(f"--pair {key!r} is not a config key of these runs")
     if spec and spec.derive and rows:
         try:
-            rows = spec.derive(rows)
+            rows = spec.derive(rows, pair=pair) if pair else spec.derive(rows)
         except ValueError as e:  # the runs lack what the table pairs up; nothing is written
             parser.error(f"{args.table}: {e}")
     asked = list(filter(None, args.pool.split(",")))

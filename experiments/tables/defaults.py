@@ -41,10 +41,20 @@ def _walk(value, parts: list[str]):
     return value
 
 
+def _data(value):
+    """Dataclass defaults (also inside lists and dicts) as plain data."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _data(v) for k, v in value.items()}
+    return value
+
+
 def _plain(value):
     """As runs.flatten stores a value: lists as JSON text, dataclass defaults as plain data."""
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
+    value = _data(value)
     return json.dumps(value) if isinstance(value, list) else value
 
 

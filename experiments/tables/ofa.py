@@ -1,8 +1,14 @@
 """Once-for-all paper tables (Cai et al. 2020) over the `ofa` task's rows (stored sweep conf/sweep/ofa_mnist1d.yaml).
 
-The task writes one row per unit (`ofa/kind`); each table derives its own rows from them, one per seed (a pair
-of runs and their difference, or the pipeline's cost at N targets), and states under the table whether the
-published effect reproduces, computed from the numbers shown. Accuracies are in points (percent).
+The task writes one row per unit (`ofa/kind`); each table derives its own rows from them, one per configuration and
+seed (a pair of runs and their difference, or the pipeline's cost at N targets), and states under the table whether
+the published effect reproduces, computed from the numbers shown. Accuracies are in points (percent).
+
+Pairing follows the rule of every table: jobs whose configs differ are separate rows. A pair (PS corner and scratch
+corner, PS and no-PS supernet) is two rows of the same seed whose job configs agree on every key but the ones that
+define the two sides (`SIDES`: e.g. method.training), and those named by `--pair KEY` (e.g. `--pair method.phases`
+pairs a PS variant with the default no-PS job). Two job folders claiming one slot (same configuration, seed and
+corner or target: a repeated run) are an error naming both, never a silent choice.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import math
 import statistics
 from collections.abc import Callable
 
-from experiments.tables.build import Stat, Table
+from experiments.tables.build import Stat, Table, sort_key
 from experiments.tables.columns import CARBON_SOURCE, ENERGY_METHOD
+from experiments.tables.ofa_pairs import SIDES, partner, per_configuration, setting, shared, slots
 from experiments.tables.ofa_plots import plot_cost, plot_paired_corners, plot_pareto, plot_search
 from experiments.tables.spec import RUN_COLUMNS, TABLES, Column, TableSpec
 
@@ -28,24 +35,6 @@ def points(x) -> float | None:
 
 def of_kind(rows: list[dict], kind: str, training: str | None = None) -> list[dict]:
     return [r for r in rows if r.get("ofa/kind") == kind and (training is None or r.get("ofa/training") == training)]
-
-
-def by_seed(rows: list[dict], key: str) -> dict[tuple, dict]:
-    """{(seed, row[key]): row}, the first row of each (a repeated baseline counts once)."""
-    out: dict[tuple, dict] = {}
-    for r in rows:
-        out.setdefault((r.get("seed"), r.get(key)), r)
-    return out
-
-
-def shared(*rows: dict) -> dict:
-    """What a derived row carries from the runs it pairs: the config values they share, the seed, the energy
-    method (`; `-joined when they differ) and the first job folder."""
-    configs = [r.get("config", {}) for r in rows]
-    config = {k: v for k, v in configs[0].items() if all(c.get(k, v) == v for c in configs[1:])}
-    methods = sorted({r["energy/method"] for r in rows if r.get("energy/method")})
-    return {"seed": rows[0].get("seed"), "job_dir": rows[0].get("job_dir"), "config": config,
-            "energy/method": "; ".join(methods) or None}
 
 
 def need(out: list[dict], what: str) -> list[dict]:
@@ -74,19 +63,21 @@ def estimated_note(rows: list[dict]) -> list[str]:
 
 # ---- a. PS sub-nets vs the same architectures from scratch ----------------------------------------------------
 
-def derive_ps_vs_scratch(rows: list[dict]) -> list[dict]:
-    ps, scratch = by_seed(of_kind(rows, "ofa_corner", PS), "ofa/corner"), by_seed(of_kind(rows, "scratch_corner"),
-                                                                                  "ofa/corner")
-    return need(corner_pairs(ps, scratch), "ofa_corner row of a progressive-shrinking job with a scratch_corner row "
-                "of the same seed and corner")
+def derive_ps_vs_scratch(rows: list[dict], pair: tuple[str, ...] = ()) -> list[dict]:
+    free = SIDES["scratch"]
+    ps, scratch = slots(of_kind(rows, "ofa_corner", PS), "ofa/corner", free), slots(
+        of_kind(rows, "scratch_corner"), "ofa/corner", (*free, *pair))
+    return need(corner_pairs(ps, scratch, (*free, *pair)), "ofa_corner row of a progressive-shrinking job with a scratch_corner row "
+                "of the same seed, corner and configuration (--pair KEY lets KEY differ)")
 
 
-def corner_pairs(a_rows: dict[tuple, dict], b_rows: dict[tuple, dict]) -> list[dict]:
-    """One row per (seed, corner) both sides have: the two accuracies and their difference, in points."""
-    return [{**shared(a, b), "ofa/corner": key[1], "flops/infer_per_sample": a.get("flops/infer_per_sample"),
+def corner_pairs(a_rows: dict[tuple, dict], b_rows: dict[tuple, dict], b_free: tuple[str, ...]) -> list[dict]:
+    """One row per (configuration, seed, corner) of `a_rows` with a partner in `b_rows` (`b_rows` keyed with
+    `b_free` left out): the two accuracies and their difference, in points."""
+    return [{**shared(a, b), "ofa/corner": key[2], "flops/infer_per_sample": a.get("flops/infer_per_sample"),
              "acc/a": points(a["acc/test"]), "acc/b": points(b["acc/test"]),
              "acc/diff": points(a["acc/test"] - b["acc/test"])}
-            for key, a in a_rows.items() if (b := b_rows.get(key)) is not None]
+            for key, a in a_rows.items() if (b := partner(b_rows, a, key, b_free)) is not None]
 
 
 def check_ps_vs_scratch(rows: list[dict], table: Table) -> list[str]:
@@ -108,7 +99,7 @@ def corner_table(a: str, b: str, labels: tuple[str, str], about: str, derive, ch
                  Column("acc/b", f"{b} acc %", "{:.2f}"), Column("acc/diff", f"{a} - {b} (points)", "{:+.2f}"),
                  ENERGY_METHOD],
         about=about, plot=lambda rows, path, title: plot_paired_corners(rows, path, title, labels),
-        derive=derive, checks=checks)
+        derive=derive, checks=per_configuration(checks))
 
 
 TABLES.register("ofa_ps_vs_scratch")(corner_table(
@@ -124,10 +115,12 @@ TABLES.register("ofa_ps_vs_scratch")(corner_table(
 
 def derive_ps_vs(training: str):
     """Corner pairs of the PS supernet and the `training` supernet (no_ps, no_ps_kd) of the same seed."""
-    def derive(rows: list[dict]) -> list[dict]:
-        ps, other = (by_seed(of_kind(rows, "ofa_corner", t), "ofa/corner") for t in (PS, training))
-        return need(corner_pairs(ps, other), f"ofa_corner rows of both method.training=progressive and {training} "
-                    "jobs of the same seed")
+    def derive(rows: list[dict], pair: tuple[str, ...] = ()) -> list[dict]:
+        free = SIDES["training"]
+        ps = slots(of_kind(rows, "ofa_corner", PS), "ofa/corner", free)
+        other = slots(of_kind(rows, "ofa_corner", training), "ofa/corner", (*free, *pair))
+        return need(corner_pairs(ps, other, (*free, *pair)), f"ofa_corner rows of both method.training=progressive and {training} "
+                    "jobs of the same seed and configuration (--pair KEY lets KEY differ)")
     return derive
 
 
@@ -162,15 +155,17 @@ TABLES.register("ofa_ps_vs_no_ps_kd")(corner_table(
 SEARCH, PREDICTOR = "searched sub-net vs width multiplier", "accuracy predictor (held-out sub-nets)"
 
 
-def derive_search(rows: list[dict]) -> list[dict]:
-    found, width = (by_seed(of_kind(rows, k, PS), "ofa/target_fraction") for k in ("ofa_target", "width_multiplier"))
+def derive_search(rows: list[dict], pair: tuple[str, ...] = ()) -> list[dict]:
+    free = SIDES["scratch"]
+    found = slots(of_kind(rows, "ofa_target", PS), "ofa/target_fraction", free)
+    width = slots(of_kind(rows, "width_multiplier", PS), "ofa/target_fraction", (*free, *pair))
     out = []
     for key, a in found.items():
-        if (b := width.get(key)) is None:
+        if (b := partner(width, a, key, (*free, *pair))) is None:
             continue
         error = a.get("latency/table_rel_error")
         clock = "latency/b1_cpu_ms" if a.get("latency/table_timer") == "thread_cpu" else "latency/b1_ms"
-        out.append({**shared(a, b), "ofa/what": SEARCH, "ofa/target_fraction": key[1],
+        out.append({**shared(a, b), "ofa/what": SEARCH, "ofa/target_fraction": key[2],
                     "acc/a": points(a["acc/test"]), "acc/predicted": points(a.get("acc/predicted_val")),
                     "acc/val": points(a.get("acc/val")),
                     "flops/a": a.get("flops/infer_per_sample"), "acc/b": points(b["acc/test"]),
@@ -178,7 +173,7 @@ def derive_search(rows: list[dict]) -> list[dict]:
                     "acc/diff": points(a["acc/test"] - b["acc/test"]), "latency/b1_ms": a.get(clock),
                     "latency/b1_table_ms": a.get("latency/b1_table_ms"),
                     "latency/abs_error_pct": None if error is None else 100 * abs(error)})
-    for p in of_kind(rows, "predictor", PS):
+    for p in slots(of_kind(rows, "predictor", PS), None).values():
         out.append({**shared(p), "ofa/what": PREDICTOR, "predictor/rmse_points": p.get("predictor/rmse_points"),
                     "predictor/kendall_tau": p.get("predictor/kendall_tau")})
     return need(out, "ofa_target / width_multiplier / predictor row of a progressive-shrinking job")
@@ -234,21 +229,22 @@ TABLES.register("ofa_search")(TableSpec(
           "recalibrated sub-nets (validation split).",
     plot=plot_search,
     derive=derive_search,
-    checks=check_search,
+    checks=per_configuration(check_search),
 ))
 
 
 # ---- d. the cost of the OFA pipeline vs one model per target ---------------------------------------------------
 
 def derive_cost(rows: list[dict]) -> list[dict]:
-    """Per seed and N: the OFA pipeline (fixed units + N searches) vs N models trained from scratch (the mean
-    width-multiplier training cost), in energy, CO2e and wall time. Jobs that specialised another job's supernet
-    (method.supernet_from) are left out: their pipeline did not pay for it."""
+    """Per configuration, seed and N: the OFA pipeline (fixed units + N searches) vs N models trained from scratch
+    (the mean width-multiplier training cost), in energy, CO2e and wall time, all from one job. Jobs that
+    specialised another job's supernet (method.supernet_from) are left out: their pipeline did not pay for it."""
     reused = {r.get("job_dir") for r in of_kind(rows, "supernet") if r.get("ofa/supernet_from")}
     rows = [r for r in rows if r.get("job_dir") not in reused]
     out = []
-    for seed in sorted({r.get("seed") for r in of_kind(rows, "supernet", PS)}):
-        mine = [r for r in rows if r.get("seed") == seed and r.get("ofa/training") == PS]
+    for _slot, supernet in sorted(slots(of_kind(rows, "supernet", PS), None).items(),
+                                  key=lambda kv: (kv[0][0], sort_key(kv[0][1]))):
+        mine = [r for r in rows if r.get("job_dir") == supernet.get("job_dir") and r.get("ofa/training") == PS]
         fixed = [r for k in FIXED_KINDS for r in of_kind(mine, k)[:1]]
         targets, scratch = of_kind(mine, "ofa_target"), of_kind(mine, "width_multiplier")
         if len(fixed) < len(FIXED_KINDS) or not targets or not scratch:
@@ -326,7 +322,9 @@ PARETO_KINDS = ("ofa_corner", "ofa_target", "scratch_corner", "width_multiplier"
 def derive_pareto(rows: list[dict]) -> list[dict]:
     """Every sub-net of the PS jobs; a scratch corner gets the energy per inference measured on the OFA export of
     the same architecture (same static model, same cost), labelled so."""
-    corners = by_seed(of_kind(rows, "ofa_corner", PS), "ofa/corner")
+    corners = slots(of_kind(rows, "ofa_corner", PS), "ofa/corner")
+    for kind in PARETO_KINDS:  # one job per configuration, seed and sub-net
+        slots(of_kind(rows, kind, PS), "ofa/corner" if "corner" in kind else "ofa/target_fraction")
     out = []
     for r in rows:
         if r.get("ofa/kind") not in PARETO_KINDS or r.get("ofa/training") != PS:
@@ -335,7 +333,7 @@ def derive_pareto(rows: list[dict]) -> list[dict]:
              "ofa/name": r.get("ofa/corner") or f"target {r.get('ofa/target_fraction'):g}",
              **{k: r.get(k) for k in ("flops/infer_per_sample", "infer/joules_per_sample", "infer/energy_method",
                                       "latency/b1_ms", "ofa/target_fraction", "ofa/target_flops")}}
-        twin = corners.get((r.get("seed"), r.get("ofa/corner")))
+        twin = corners.get((setting(r), r.get("seed"), r.get("ofa/corner")))
         if r["ofa/kind"] == "scratch_corner" and twin and d["infer/joules_per_sample"] is None:
             d["infer/joules_per_sample"] = twin.get("infer/joules_per_sample")
             d["infer/energy_method"] = f"{twin.get('infer/energy_method')} (same architecture: the OFA corner's export)"
