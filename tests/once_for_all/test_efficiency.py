@@ -46,10 +46,36 @@ def test_built_table_has_every_choice_and_reports_its_error():
     n = SPEC_1D.num_blocks * len(SPEC_1D.kernel_sizes) * len(SPEC_1D.expand_ratios) * len(SPEC_1D.resolutions)
     assert len(table.blocks) == n and all(v > 0 for v in table.blocks.values())
     assert set(table.fixed) == set(SPEC_1D.resolutions) and table.num_threads == 1
-    (row,) = table_error(table, net, [SPACE.largest()], warmup=0, repeats=1)
-    assert row["latency/predicted_s"] == table.predict(SPACE.largest())
-    assert row["latency/rel_error"] == (row["latency/predicted_s"] - row["latency/measured_s"]) / row[
-        "latency/measured_s"]
+
+
+def test_table_error_times_the_exported_subnet_with_the_tables_clock_and_batch(monkeypatch):
+    """table_error against known numbers: a measured latency of 4 ms, and a synthetic table whose prediction for the
+    smallest sub-net is computed here by hand (not by the row's own formula)."""
+    import once_for_all.efficiency as efficiency
+
+    table, calls = synthetic_table(), []
+    table.batch_size, table.timer = 3, "thread_cpu"
+
+    def fake_measure(model, x, warmup, repeats, timer):
+        calls.append((tuple(x.shape), warmup, repeats, timer, sum(p.numel() for p in model.parameters())))
+        return 0.004
+
+    monkeypatch.setattr(efficiency, "measure_latency", fake_measure)
+    net, cfg = OFASupernet(SPEC_1D), SPACE.smallest()
+    (row,) = table_error(table, net, [cfg], warmup=2, repeats=7)
+    keys = list(itertools.product(range(SPEC_1D.num_stages), range(SPEC_1D.max_depth), SPEC_1D.kernel_sizes,
+                                  SPEC_1D.expand_ratios, SPEC_1D.resolutions))
+    by_hand = {12: 0.5, 16: 0.7}[cfg.resolution] + sum(
+        0.001 * (keys.index((s, i, cfg.kernels[s * SPEC_1D.max_depth + i], cfg.expands[s * SPEC_1D.max_depth + i],
+                             cfg.resolution)) + 1)
+        for s, depth in enumerate(cfg.depths) for i in range(depth))
+    assert row["latency/predicted_s"] == pytest.approx(by_hand)
+    assert row["latency/measured_s"] == 0.004
+    assert row["latency/rel_error"] == pytest.approx((by_hand - 0.004) / 0.004)
+    from once_for_all.export import export_subnet
+    exported = sum(p.numel() for p in export_subnet(net, cfg).parameters())
+    assert calls == [((3, SPEC_1D.in_channels, cfg.resolution), 2, 7, TIMERS["thread_cpu"], exported)]
+    assert exported < sum(p.numel() for p in net.parameters())  # the static sub-net, not the supernet
 
 
 def test_measure_latency_is_the_median_of_timed_repeats_after_warmup():
