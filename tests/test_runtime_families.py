@@ -175,3 +175,44 @@ def test_every_moe_dispatch_trains_under_bf16_autocast(dispatch):
     torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 and p.grad.isfinite().all()
                for p in layer.experts.parameters())
+
+
+# ------------------------------------------------------------------------------- library loops: fp16 + scaler
+def test_ofa_train_phase_in_fp16_steps_through_a_grad_scaler_and_reports_fp32_losses():
+    from once_for_all.schedule import Phase
+    from once_for_all.supernet import OFASupernet
+    from once_for_all.training import Batches, train_phase
+    from tests.once_for_all.ofa_testutils import SPEC_1D, inputs
+
+    torch.manual_seed(0)
+    net = OFASupernet(SPEC_1D)
+    x, y = inputs(SPEC_1D, 16, batch=32).float(), torch.randint(0, SPEC_1D.num_classes, (32,))
+    scaler, contexts = torch.amp.GradScaler("cpu"), []
+
+    def autocast():
+        contexts.append(1)
+        return torch.autocast("cpu", dtype=torch.float16)
+
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    run = train_phase(net, Phase("kernel", 1, 0.05, kernel_sizes="all"), Batches(x, y, 8), device="cpu",
+                      autocast=autocast, scaler=scaler)
+    assert run["counters"]["optimizer_steps"] == 4 and len(contexts) == 4  # one autocast region per sub-net pass
+    assert scaler.state_dict()["_growth_tracker"] > 0 or scaler.get_scale() < 65536.0  # the scaler stepped
+    assert all(isinstance(h["loss"], float) and h["loss"] == h["loss"] for h in run["history"])
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())  # and the weights moved
+    assert all(v.dtype == before[k].dtype for k, v in net.state_dict().items())  # fp32 master weights
+
+
+def test_af_fit_epochs_in_fp16_steps_through_a_grad_scaler():
+    from adaptive_frames.stages import Compute, fit_epochs
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(2 * 3 * 4 * 4, 5))
+    clips, labels = torch.randn(8, 2, 3, 4, 4), torch.randint(0, 5, (8,))
+    loader = [(clips[i:i + 4], labels[i:i + 4], torch.arange(i, i + 4)) for i in (0, 4)]
+    scaler = torch.amp.GradScaler("cpu")
+    hist = fit_epochs(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), 2,
+                      compute=Compute("cpu", lambda: torch.autocast("cpu", dtype=torch.float16), scaler))
+    assert len(hist) == 2 and all(h["loss"] == h["loss"] for h in hist)
+    assert scaler.state_dict()["_growth_tracker"] == 4 or scaler.get_scale() < 65536.0
+    assert model[1].weight.dtype == torch.float32
