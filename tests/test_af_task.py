@@ -69,10 +69,10 @@ class PreemptAfter:
         self.n, self.polls = n, 0
         self.signum = signal.SIGTERM
 
-    @property
-    def requested(self) -> bool:
+    def poll(self) -> bool:  # the loops' cross-rank check (one process here)
         self.polls += 1
-        return self.polls >= self.n
+        self.agreed = self.signum if self.polls >= self.n else None
+        return self.agreed is not None
 
     def forward(self, signum):
         return False

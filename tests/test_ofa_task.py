@@ -222,7 +222,7 @@ def test_a_kill_between_an_epoch_row_and_its_checkpoint_logs_that_row_once(tmp_p
     to the last checkpoint's position, so the retrained epoch 3 appears once."""
     def restart():
         logger = LocalLogger(tmp_path, SimpleNamespace(log_every=0), None, None)
-        ctx = SimpleNamespace(logger=logger, preemption=SimpleNamespace(requested=False), carbon_plan=None)
+        ctx = SimpleNamespace(logger=logger, preemption=SimpleNamespace(poll=lambda: False), carbon_plan=None)
         return logger, *ofa_task.resumable(SimpleNamespace(ctx=ctx), tmp_path / "supernet", "supernet")
 
     def state(epoch):
