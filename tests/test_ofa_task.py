@@ -88,6 +88,12 @@ def test_unknown_phase_dimension_fails_before_any_work():
         validate(compose([*TINY, "+method.phases.1.width=[2]"]))
 
 
+def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path):
+    rows = runner.run_job(compose([*TINY, *ONE_EPOCH]), tmp_path)
+    typed = validate(compose([*TINY, *ONE_EPOCH]))
+    data = load_data(typed)  # the job's splits (generated from the config), shaped as the task feeds them
+    for split in ("test", "val"):
+        setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), typed.model.dims))
     assert not [k for r in rows for k in ROW_KEYS if k not in r]
     assert not [k for r in rows for k in undocumented_keys(r)]  # every key is in experiments/record_keys.py
     kinds = rows_by_kind(rows)
