@@ -57,8 +57,9 @@ def imagenet_folders(root: Path, classes: int = 3, per_class: int = 8, side: int
 
 
 def arnet_frame_lists(root: Path, videos: int = 8, frames: int = 16, classes: int = 3, side: int = 32,
-                      seed: int = 3) -> list[str]:
-    """AR-Net's layout: <root>/frames/<video>/00001.jpg.. and list files `path,num_frames,label` per split."""
+                      seed: int = 3, multilabel: bool = True) -> list[str]:
+    """AR-Net's layout: <root>/frames/<video>/00001.jpg.. and list files `path,num_frames,label[,label]` per split
+    (every third video also carries the last class, as ActivityNet's multi-label lines, when `multilabel`)."""
     rng = np.random.default_rng(seed)
     lines = {"train": [], "test": []}
     for split in lines:
@@ -66,8 +67,35 @@ def arnet_frame_lists(root: Path, videos: int = 8, frames: int = 16, classes: in
             name = f"{split}_v{v}"
             for f in range(1, frames + 1):
                 jpeg(root / "frames" / name / f"{f:05d}.jpg", rng, side)
-            lines[split].append(f"{name},{frames},{v % classes}")
+            labels = [v % (classes - 1)] + ([classes - 1] if multilabel and v % 3 == 0 else [])
+            lines[split].append(",".join([name, str(frames), *map(str, labels)]))
     for split, rows in lines.items():
         (root / f"{split}_list.txt").write_text("\n".join(rows) + "\n")
     return [f"data.root={root / 'frames'}", f"data.train_list={root / 'train_list.txt'}",
+            f"data.test_list={root / 'test_list.txt'}", f"data.num_classes={classes}"]
+
+
+def arnet_video_files(root: Path, videos: int = 8, frames: int = 16, classes: int = 3, side: int = 32,
+                      seed: int = 4) -> list[str]:
+    """Short encoded videos (MPEG-4 in .mp4, written with PyAV) under <root>/videos and single-label list files."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    lines = {"train": [], "test": []}
+    for split in lines:
+        for v in range(videos):
+            name = f"{split}_v{v}.mp4"
+            (root / "videos").mkdir(parents=True, exist_ok=True)
+            with av.open(str(root / "videos" / name), "w") as out:
+                stream = out.add_stream("mpeg4", rate=8)
+                stream.width = stream.height = side
+                stream.pix_fmt = "yuv420p"
+                for _ in range(frames):
+                    pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+                out.mux(stream.encode())
+            lines[split].append(f"{name},{frames},{v % classes}")
+    for split, rows in lines.items():
+        (root / f"{split}_list.txt").write_text("\n".join(rows) + "\n")
+    return ["data.name=video_files", f"data.root={root / 'videos'}", f"data.train_list={root / 'train_list.txt'}",
             f"data.test_list={root / 'test_list.txt'}", f"data.num_classes={classes}"]

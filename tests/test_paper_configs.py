@@ -39,7 +39,7 @@ PAPERS: dict[str, Paper] = {
                                                   "model.first_block_channels=8", "model.head_channels=32",
                                                   "model.feature_channels=32"]),
     "af_activitynet": Paper(mini.arnet_frame_lists, AF_SHRINK),
-    "af_minikinetics": Paper(mini.arnet_frame_lists, AF_SHRINK),
+    "af_minikinetics": Paper(mini.arnet_video_files, AF_SHRINK),  # as encoded videos, decoded with PyAV
 }
 
 
