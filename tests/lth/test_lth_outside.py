@@ -88,8 +88,16 @@ def test_cli_torchvision_resnet18_on_image_folder(tmp_path):
     assert rows[1]["lth/percent_remaining"] == pytest.approx(80.0, abs=0.01)
 
 
+def test_image_folder_without_a_root_is_an_input_error_naming_the_key():
+    from experiments.errors import InputError
+    from experiments.inputs import check_inputs
+
+    typed = validate(compose(["progress=false", "data=image_folder"]))  # an input, not a config value (exit 4)
+    with pytest.raises(InputError, match=r"data\.root=None"):
+        check_inputs(typed)
+
+
 @pytest.mark.parametrize("overrides,key", [
-    (["data=image_folder"], "data.root"),
     (["model=torchvision", "model.name=not_a_net"], "model.name"),
     (["model=custom", "model._target_=tests.lth.custom_net.Missing"], "model._target_"),
 ])
