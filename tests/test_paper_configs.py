@@ -5,6 +5,7 @@ ordinary overrides listed in `SHRINK` (the composed paper values are checked bef
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,16 @@ def test_moe_gpt_small_is_gpt2_small_shaped_with_switch_every_other_layer():
                               "model.block_size=8", "data.path=x"])).model
     kinds = [type(b.ffn.inner).__name__ for b in CharTransformer(small).blocks]
     assert kinds == ["DenseFFN", "MoELayer"] * 6
+    # full size on the meta device, GPT-2 BPE vocabulary: the dense model is GPT-2 small with an untied head
+    # (124.4 M + 38.6 M); the MoE model adds 7 more experts and a router in each of its 6 MoE blocks
+    sizes = {}
+    for kind, variant in (("moe", []), ("dense", ["variant=gpt_small_dense"])):
+        typed = validate(compose(["experiment=moe_gpt_small", "data.path=x", *variant])).model
+        with torch.device("meta"):
+            net = CharTransformer(dataclasses.replace(typed, vocab_size=50257))
+        sizes[kind] = sum(p.numel() for p in net.parameters())
+    assert sizes["dense"] == 162_991_104
+    assert sizes["moe"] - sizes["dense"] == 6 * (7 * 2 * 768 * 3072 + 768 * 8)
 
 
 def test_ofa_imagenet_is_the_papers_progressive_shrinking():
