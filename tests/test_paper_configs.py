@@ -174,3 +174,15 @@ def _check_af(metric: str) -> Callable:
 
 CHECKS: dict[str, Callable] = {"lth_vgg16_cifar10": _check_vgg, "moe_gpt_small": _check_gpt, "ofa_imagenet": _check_ofa,
                                "af_activitynet": _check_af("map"), "af_minikinetics": _check_af("acc")}
+
+
+@pytest.mark.slow
+def test_ofa_imagenet_as_stored_says_the_ofa_task_cannot_stream_yet(tmp_path):
+    """The stored config streams ImageNet; the OFA task holds tensors: one config-error line (exit 2), no traceback."""
+    args = [*FAST, "meter=off", "experiment=ofa_imagenet", *mini.imagenet_folders(tmp_path / "data"),
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_cli(args, cwd=tmp_path, timeout=600)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("config error: data.in_memory='false'"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"

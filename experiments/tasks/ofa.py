@@ -444,6 +444,12 @@ def unit_count(cfg) -> tuple[int, str]:
 @TASKS.register("ofa")
 def run_ofa(cfg, ctx: RunContext) -> list[dict]:
     data = load_data(cfg)
+    if not isinstance(data.x_train, torch.Tensor):  # a streaming source (image_folder over its memory budget)
+        from experiments.schema import ConfigError
+
+        raise ConfigError(f"data.in_memory={getattr(cfg.data, 'in_memory', None)!r}: the ofa task trains, recalibrates and "
+                          "evaluates on tensors held in memory and cannot stream yet; allowed: data.in_memory=true "
+                          "with data.transform=none (and data.resize) for a set that fits")
     for split in ("train", "val", "test"):
         setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), cfg.model.dims))
     spec = cfg.model.spec(in_channels=data.x_train.shape[1], num_classes=data.num_classes)
