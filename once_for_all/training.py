@@ -273,7 +273,7 @@ def _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, inplace, fl
         xr = resized[res]
         _activate(net, cfg)
         with prec.context():  # fp32: no-op; losses below in fp32 either way
-            out = _full(prec.forward or net)(xr)
+            out = _full(net if prec.forward is None else prec.forward)(xr)
             loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
             target = inplace_target
             if teacher is not None:
