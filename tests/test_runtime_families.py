@@ -33,10 +33,21 @@ def _cases():
             yield pytest.param(name, arm, marks=marks, id=f"{name}-{arm}")
 
 
+def _on_miniature(name: str, tmp_path: Path) -> list[str]:
+    """The paper-scale experiments read real files: point them at the miniatures tests/test_paper_configs.py
+    writes in the official layouts, with its CPU-sized shrinking."""
+    from tests import paper_miniatures as mini
+    from tests.test_paper_configs import PAPERS
+
+    if name in PAPERS:
+        return [*PAPERS[name].write(tmp_path / "data"), *PAPERS[name].shrink]
+    return mini.cifar10_batches(tmp_path / "data") if name == "lth_resnet20_cifar10" else []
+
+
 def _run(tmp_path: Path, name: str, extra: list[str]) -> list[dict]:
     from experiments.errors import InputError
 
-    overrides = [f"experiment={name}", "debug=fast", "progress=false", *extra]
+    overrides = [f"experiment={name}", "debug=fast", "progress=false", *_on_miniature(name, tmp_path), *extra]
     try:
         return run_job(compose(overrides), tmp_path / "job")
     except InputError as e:  # an experiment reading real data files this machine lacks
