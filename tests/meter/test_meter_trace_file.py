@@ -121,15 +121,29 @@ def test_runner_refuses_bad_trace_before_training(tmp_path):
     _assert_refused(tmp_path, "duplicate", str(_write(tmp_path, "duplicate")))
 
 
-@pytest.mark.slow
+def _assert_refused_in_process(tmp_path, monkeypatch, capsys, kind, shown):
+    """The same refusal through the console entry in this process (the check runs before Hydra starts, so one
+    subprocess above covers the CLI path and these stay fast)."""
+    import experiments.run as runner
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # main() sets it to 1 for Hydra; restored after the test
+    monkeypatch.setattr(sys, "argv", ["leanlab", "debug=fast", "progress=false", f"meter.intensity_trace={shown}",
+                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as e:
+        runner.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 4  # an unusable input file: input error
+    assert "Traceback" not in err and shown in err and BAD.get(kind, (None, None, ""))[2] in err
+    assert not (tmp_path / "run").exists()  # refused before any run folder is touched
+
+
 @pytest.mark.parametrize("kind", sorted(set(BAD) - {"duplicate"}))
-def test_runner_refuses_every_bad_trace(tmp_path, kind):
-    _assert_refused(tmp_path, kind, str(_write(tmp_path, kind)))
+def test_runner_refuses_every_bad_trace(tmp_path, monkeypatch, capsys, kind):
+    _assert_refused_in_process(tmp_path, monkeypatch, capsys, kind, str(_write(tmp_path, kind)))
 
 
-@pytest.mark.slow
-def test_runner_refuses_missing_trace(tmp_path):
-    _assert_refused(tmp_path, "missing", str(tmp_path / "nope.csv"))
+def test_runner_refuses_missing_trace(tmp_path, monkeypatch, capsys):
+    _assert_refused_in_process(tmp_path, monkeypatch, capsys, "missing", str(tmp_path / "nope.csv"))
 
 
 def test_every_config_field_has_one_line_help_and_defaults_are_unchanged():
