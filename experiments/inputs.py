@@ -83,6 +83,23 @@ def _video_lists(cfg) -> None:
     for key in ("train_list", "test_list"):
         if not Path(getattr(cfg.data, key)).is_file():
             raise InputError(f"data.{key}={getattr(cfg.data, key)!r} is not a file")
+    for key in ("train_list", "test_list"):  # every listed video exists (one stat each), before any decoding
+        _listed_videos(cfg, getattr(cfg.data, key), key)
+
+
+def _listed_videos(cfg, list_file: str, key: str) -> None:
+    from adaptive_frames.data.frames import parse_list_file
+
+    try:
+        entries = parse_list_file(list_file)
+    except ValueError as e:
+        raise InputError(f"data.{key}: {e}") from None
+    folders = cfg.data.name == "frame_folders"  # else video files
+    for e in entries:
+        path = Path(cfg.data.root) / e.path
+        if not (path.is_dir() if folders else path.is_file()):
+            raise InputError(f"data.{key}={list_file!r} names video {e.path!r}, but {str(path)!r} is not a "
+                             f"{'frame folder' if folders else 'video file'}")
 
 
 @INPUT_CHECKS.register("image_folder")

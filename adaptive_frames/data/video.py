@@ -17,12 +17,15 @@ from .sampling import tsn_indices
 
 
 def decode_frames(path: str | Path, keep: set[int] | None = None) -> tuple[list[np.ndarray], int]:
-    """RGB frames [H, W, 3] uint8 of the first video stream (only those in `keep`, if given) and the frame count."""
+    """RGB frames [H, W, 3] uint8 of the first video stream (only those in `keep`, if given) and the frame count.
+
+    The RGB conversion runs in one thread: swscale's thread pool, once used in a process, makes the DataLoader
+    workers later forked from it hang (PyAV 18); the workers supply the parallelism."""
     frames, n = [], 0
     with av.open(str(path)) as container:
         for n, frame in enumerate(container.decode(video=0), 1):
             if keep is None or (n - 1) in keep:
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(frame.to_ndarray(format="rgb24", threads=1))
             if keep is not None and keep and n - 1 >= max(keep):
                 break
     return frames, n
