@@ -67,7 +67,8 @@ def write_dataset(root, kind: str, n_train: int = 6, n_test: int = 4, multilabel
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     sub = "frames" if kind == "frame_folders" else "videos"
     return {"data.name": kind, "data.root": str(root / sub), "data.train_list": str(root / "train.txt"),
-            "data.test_list": str(root / "test.txt"), "data.num_classes": 3 if multilabel else 2}
+            "data.test_list": str(root / "test.txt"), "data.num_classes": 3 if multilabel else 2,
+            "data.multilabel": multilabel}
 
 
 def dataset(root, kind: str, train: bool = True, segments: int = 4):
