@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .frames import make_label, parse_list_file, to_clip
 from .sampling import tsn_indices
@@ -19,13 +19,14 @@ from .sampling import tsn_indices
 def decode_frames(path: str | Path, keep: set[int] | None = None) -> tuple[list[np.ndarray], int]:
     """RGB frames [H, W, 3] uint8 of the first video stream (only those in `keep`, if given) and the frame count.
 
-    The RGB conversion runs in one thread: swscale's thread pool, once used in a process, makes the DataLoader
-    workers later forked from it hang (PyAV 18); the workers supply the parallelism."""
+    The RGB conversion uses swscale's threads only inside a DataLoader worker: its thread pool, once used in a
+    process, makes the workers later forked from that process hang (PyAV 18)."""
+    threads = 0 if get_worker_info() is not None else 1  # 0 = FFmpeg's choice
     frames, n = [], 0
     with av.open(str(path)) as container:
         for n, frame in enumerate(container.decode(video=0), 1):
             if keep is None or (n - 1) in keep:
-                frames.append(frame.to_ndarray(format="rgb24", threads=1))
+                frames.append(frame.to_ndarray(format="rgb24", threads=threads))
             if keep is not None and keep and n - 1 >= max(keep):
                 break
     return frames, n
