@@ -330,6 +330,7 @@ class _Trainer:
                 self.add_window(window, "train")
                 self.checkpoint()
                 if self.preemption.agreed:  # every rank stopped at this step and checkpointed it
+                    distributed.barrier()  # rank 0's checkpoint is on disk before any rank leaves (and may resume)
                     raise Preempted(self.preemption.agreed, loop.step)
                 last = self.history[-1] if self.history and self.history[-1]["step"] == loop.step else {}
                 unit.epoch_end(loop.step, {k: v for k, v in last.items() if k.endswith("/val")})

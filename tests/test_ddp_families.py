@@ -106,25 +106,49 @@ def _fit(rank: int, world: int, ckpt: str, kill_at: int | None):
     return "done", model.state_dict()
 
 
+def _rank_energy(rank: int) -> dict:
+    """A research loop's window through RankSummedMeter: each rank metered its own figures (rank r: 10 + r J of
+    GPU, and local rank 0 alone the socket's RAPL); the loop sees the sum, once."""
+    from contextlib import contextmanager
+
+    from meter import Measurement
+
+    class OwnFigures:
+        @contextmanager
+        def window(self, name):
+            comps = {"gpu/measured:nvml_counter": 10.0 + rank, **({"cpu/measured:rapl": 4.0} if rank == 0 else {})}
+            m = Measurement(name=name)
+            yield m
+            m.joules, m.components, m.seconds, m.method = sum(comps.values()), comps, 1.0 + rank, "x"
+
+    with distributed.summed_meter(OwnFigures()).window("epoch0") as m:
+        pass
+    return {"joules": m.joules, "components": m.components, "seconds": m.seconds}
+
+
 def _cut_resume_whole(rank, world):
-    """In one process group: run cut by rank 1's SIGTERM, its rerun, and an uninterrupted run."""
+    """In one process group: run cut by rank 1's SIGTERM, its rerun, an uninterrupted run; a summed window."""
     ckpt = os.environ["LEANLAB_TEST_CKPT"]
     return [_fit(rank, world, ckpt, kill_at=6), _fit(rank, world, ckpt, kill_at=6),
-            _fit(rank, world, ckpt + ".whole", kill_at=None)]
+            _fit(rank, world, ckpt + ".whole", kill_at=None), _rank_energy(rank)]
 
 
 def test_sigterm_to_one_rank_checkpoints_both_and_resume_is_bit_identical(tmp_path, monkeypatch):
     """LTH family (the shared loop): rank 1's SIGTERM during step 6 stops both ranks after it (step 7,
-    mid-epoch), one checkpoint; rerunning completes bit-identical to an uninterrupted 2-process run."""
+    mid-epoch), one checkpoint; rerunning completes bit-identical to an uninterrupted 2-process run. And a
+    research loop's energy window sums the ranks' own figures once."""
     monkeypatch.setenv("LEANLAB_TEST_CKPT", str(tmp_path / "ckpt.pt"))
     ranks = _spawn(_cut_resume_whole, tmp_path, 2)
     assert [r[0] for r in ranks] == [("preempted", 7)] * 2  # the same step on both ranks
-    for (kind_r, resumed), (kind_w, whole) in (r[1:] for r in ranks):  # step 6 is behind the rerun: no signal
+    for (kind_r, resumed), (kind_w, whole) in (r[1:3] for r in ranks):  # step 6 is behind the rerun: no signal
         assert kind_r == kind_w == "done"
         for k, v in whole.items():
             assert torch.equal(resumed[k], v), k
     weights = [k for k in ranks[0][1][1] if "running" not in k and "num_batches" not in k]  # BN stats: per rank
     assert all(torch.equal(ranks[0][1][1][k], ranks[1][1][1][k]) for k in weights)
+    energy = {"joules": 10.0 + 11.0 + 4.0, "seconds": 2.0,  # each rank's own figures, summed once; longest time
+              "components": {"gpu/measured:nvml_counter": 21.0, "cpu/measured:rapl": 4.0}}
+    assert ranks[0][3] == ranks[1][3] == energy
 
 
 def _af_backbone(rank: int, world: int) -> dict:
@@ -215,3 +239,20 @@ def test_torchrun_ofa_job_writes_one_set_of_records(tmp_path):
                                                                             for r in rows])))
     supernet = next(r for r in rows if r["ofa/kind"] == "supernet")
     assert supernet["energy/joules"] > 0 and supernet["flops/train_total"] > 0
+
+
+def test_submitit_preemption_signal_is_caught(monkeypatch):
+    """submitit 1.5 sends SIGUSR2 (or SUBMITIT_PREEMPT_SIGNAL) for preemption and timeout: the flag catches it."""
+    import signal
+
+    from experiments.preemption import PreemptionFlag, signals, submitit_signal
+
+    assert submitit_signal() == signal.SIGUSR2 and signal.SIGUSR2 in signals()
+    with PreemptionFlag() as flag:
+        signal.raise_signal(signal.SIGUSR2)
+        assert flag.requested and flag.poll() and flag.agreed == signal.SIGUSR2
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
+    assert submitit_signal() == signal.SIGUSR1
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "NOPE")
+    with pytest.raises(ValueError, match="SUBMITIT_PREEMPT_SIGNAL='NOPE'"):
+        submitit_signal()

@@ -91,6 +91,7 @@ class StageRunner:
                               lam=budget.lam if budget is not None else None)
             self._save()
             if self.ctx.preemption.poll():  # any rank's signal: every rank stops after this same epoch
+                distributed.barrier()  # rank 0's checkpoint is on disk before any rank leaves
                 raise Preempted(self.ctx.preemption.agreed, self.epochs_run)
         self.state["done"].append(stage)
         self.state.update(stage=None, epoch=0, optimizer=None, lam=None)

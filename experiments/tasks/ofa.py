@@ -136,6 +136,7 @@ def resumable(job: Job, unit_dir: Path, tag: str,
         if distributed.is_main():
             save_checkpoint(path, {**s, "log_position": job.ctx.logger.position()})
         if job.ctx.preemption.poll():  # any rank's signal: every rank stops after this same epoch
+            distributed.barrier()  # rank 0's checkpoint is on disk before any rank leaves
             raise Preempted(job.ctx.preemption.agreed, s["step"])
         carbon_gate(job.ctx.carbon_plan, s["step"], tag)
 
