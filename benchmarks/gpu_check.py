@@ -227,7 +227,7 @@ class OFAMobileNetV3:
     def bare(self, rt, steps, clock):
         import random
 
-        from once_for_all.training import SAMPLERS, build_optimizer, derive_seed, OptimConfig
+        from once_for_all.training import SAMPLERS, OptimConfig, build_optimizer, derive_seed
 
         net, fwd = self.nets(rt)
         x, y = self.data(steps, rt.device)

@@ -125,7 +125,7 @@ def main() -> None:
               f"ratio {med['task'] / med['bare']:.3f} (median)  {best['task'] / best['bare']:.3f} (best of "
               f"{args.repeats})", flush=True)
     base = out["arms"].get("fp32", {}).get("bare_samples_per_s")
-    for arm, r in out["arms"].items():
+    for r in out["arms"].values():
         if base:
             r["bare_speedup_vs_fp32_bare"] = r["bare_samples_per_s"] / base
     if args.json:
