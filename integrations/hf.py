@@ -22,31 +22,15 @@ from torch import nn
 from transformers import TrainerCallback
 
 from integrations.meter_run import MeterRun, numeric
-from integrations.ticket_run import TicketRun
+from integrations.ticket_run import TicketRun, TicketRunView
 
 
-class LotteryTicketHFCallback(TrainerCallback):
+class LotteryTicketHFCallback(TicketRunView, TrainerCallback):
     """IMP with `lth.LotteryTicket` across train() calls; keyword arguments as `integrations.ticket_run.TicketRun`."""
 
     def __init__(self, model: nn.Module, levels: int, baselines: Sequence[str] = ("random_reinit", "random_prune"),
                  **kwargs) -> None:
         self.run = TicketRun(model, levels, baselines, **kwargs)
-
-    @property
-    def done(self) -> bool:
-        return self.run.done
-
-    @property
-    def start_step(self) -> int:
-        return self.run.start_step
-
-    @property
-    def rows(self) -> list[dict]:
-        return self.run.rows
-
-    @property
-    def ticket(self):
-        return self.run.imp.ticket
 
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         self.run.begin(optimizer)

@@ -20,7 +20,7 @@ import lightning as L
 from torch import nn
 
 from integrations.meter_run import MeterRun, numeric
-from integrations.ticket_run import TicketRun
+from integrations.ticket_run import TicketRun, TicketRunView
 
 
 def _optimizer(trainer):
@@ -32,28 +32,12 @@ def _log(trainer, row: dict) -> None:
         logger.log_metrics(numeric(row), step=trainer.global_step)
 
 
-class LotteryTicketCallback(L.Callback):
+class LotteryTicketCallback(TicketRunView, L.Callback):
     """IMP with `lth.LotteryTicket` across fits; keyword arguments as `integrations.ticket_run.TicketRun`."""
 
     def __init__(self, model: nn.Module, levels: int, baselines: Sequence[str] = ("random_reinit", "random_prune"),
                  **kwargs) -> None:
         self.run = TicketRun(model, levels, baselines, **kwargs)
-
-    @property
-    def done(self) -> bool:
-        return self.run.done
-
-    @property
-    def start_step(self) -> int:
-        return self.run.start_step
-
-    @property
-    def rows(self) -> list[dict]:
-        return self.run.rows
-
-    @property
-    def ticket(self):
-        return self.run.imp.ticket
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.run.begin(_optimizer(trainer))

@@ -109,3 +109,25 @@ class TicketRun:
         self.index += 1
         self.unit = None
         return row
+
+
+class TicketRunView:
+    """What a trainer callback holding a `TicketRun` as `self.run` shows its user (both trainers' callbacks)."""
+
+    run: TicketRun
+
+    @property
+    def done(self) -> bool:
+        return self.run.done
+
+    @property
+    def start_step(self) -> int:
+        return self.run.start_step
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.run.rows
+
+    @property
+    def ticket(self):
+        return self.run.imp.ticket
