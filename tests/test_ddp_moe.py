@@ -1,0 +1,137 @@
+"""MoE through the shared loop (`experiments.trainer.fit`, DDP) with gloo, 2 processes: dropless routing is per
+token, so a rank's shard routes each token as one process would; the trained weights equal one process at the same
+global batch, the energy windows are summed once over ranks, and a SIGTERM to one rank checkpoints both."""
+
+import os
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.callbacks import Callback
+from experiments.config import OptimCfg
+from experiments.data import Splits
+from experiments.preemption import Preempted, PreemptionFlag
+from experiments.tasks.moe import MoEObjective
+from experiments.objectives import Regression
+from experiments.trainer import fit
+from meter import Measurement
+from sparse_moe import MoEConfig
+from sparse_moe.models import RegressionMLPConfig, build_model
+from tests.test_ddp_families import _spawn
+
+OPTIM = OptimCfg(name="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=3, eval_every=4)
+STEPS = 12  # 4 steps per epoch (64 training samples), 3 epochs
+
+
+class RankMeter:
+    """Each rank's own figures for every window: rank r measures 1 + r J of GPU (fit sums them over ranks)."""
+
+    @contextmanager
+    def window(self, name, disjoint=False):
+        from experiments import distributed
+
+        rank = distributed.world()[0]
+        m = Measurement(name=name)
+        yield m
+        m.joules, m.components, m.seconds, m.method = 1.0 + rank, {"gpu/measured:nvml_counter": 1.0 + rank}, 1.0, "x"
+
+
+def _moe(balance_coef: float, router: str = "gshard"):
+    """A tiny dropless top-2 MoE regressor and its data: x [96, 6] -> y [96, 2], in the default dtype."""
+    torch.manual_seed(0)
+    moe = MoEConfig(num_experts=4, top_k=2, router=router, capacity_factor=None, balance_coef=balance_coef,
+                    z_coef=1e-3)
+    model = build_model("regression_mlp", RegressionMLPConfig(in_dim=6, out_dim=2, d_model=8, d_ff=8, moe=moe))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(96, 6, generator=g, dtype=torch.float64).to(torch.get_default_dtype())
+    y = torch.stack([x[:, 0] * x[:, 1], x[:, 2].abs()], 1)
+    return model, Splits(x[:64], y[:64], x[64:80], y[64:80], x[80:], y[80:])
+
+
+def _train(rank: int, world: int, balance_coef: float = 1e-2, ckpt: str | None = None, kill_at: int | None = None,
+           dtype=torch.float64):
+    """fit() with the MoE objective; rank 1 alone gets SIGTERM at step `kill_at`. Returns ("preempted", step) or
+    ("done", state_dict, joules, flops_train, flops_train_executed). float64: exactness (see test_ddp_families)."""
+
+    class Kill(Callback):
+        def on_step_start(self, loop):
+            if rank == 1 and loop.step == kill_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model, data = _moe(balance_coef)
+        with PreemptionFlag() as flag:
+            try:
+                result = fit(model, data, OPTIM, seed=1, total_steps=STEPS, meter=RankMeter(), tag="moe",
+                             progress=False, objective=MoEObjective(Regression()), preemption=flag,
+                             checkpoint_path=Path(ckpt) if ckpt else None, callbacks=[Kill()])
+            except Preempted as e:
+                return "preempted", e.step
+    finally:
+        torch.set_default_dtype(before)
+    return "done", model.state_dict(), result.measurement.joules, result.flops_train, result.flops_train_executed
+
+
+def _no_balance(rank, world):
+    return _train(rank, world, balance_coef=0.0)
+
+
+def _with_balance(rank, world):
+    return _train(rank, world, balance_coef=1e-2)
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_moe_two_ranks_equal_one_process_without_balance_loss(tmp_path):
+    """Dropless top-2, task loss + z-loss (both per-token means): 2 ranks x 8 = 1 process x 16, to float64
+    rounding. Energy: 12 steps = 3 train windows + 3 eval windows (steps 4, 8, 12), each 1 J + 2 J, summed once."""
+    torch.set_num_threads(1)
+    single = _no_balance(0, 1)
+    ranks = _spawn(_no_balance, tmp_path, 11)
+    for k in single[1]:
+        assert torch.equal(ranks[0][1][k], ranks[1][1][k]), k  # both ranks hold the same net
+    assert _max_diff(ranks[0][1], single[1]) < 1e-12, _max_diff(ranks[0][1], single[1])
+    assert single[2] == 6 * 1.0 and ranks[0][2] == ranks[1][2] == 6 * (1.0 + 2.0)
+    # FLOPs: 2 x the counted work of a batch of 8 (FlopCounterMode is close to, not exactly, linear in the batch)
+    assert ranks[0][3] == pytest.approx(single[3], rel=0.02)
+    assert ranks[0][4] == pytest.approx(single[4], rel=0.02)
+
+
+@pytest.mark.xfail(strict=True, reason="the balance loss E * sum f_e P_e is computed on each rank's shard; "
+                   "the mean over ranks of a product of per-shard means is not the global batch's product "
+                   "(fix: all-reduce f_e and P_e before the loss)")
+def test_moe_two_ranks_equal_one_process_with_balance_loss(tmp_path):
+    torch.set_num_threads(1)
+    single = _with_balance(0, 1)
+    ranks = _spawn(_with_balance, tmp_path, 12)
+    diff = _max_diff(ranks[0][1], single[1])
+    print(f"max |2 ranks - 1 process| with balance_coef=1e-2: {diff:.3e}")
+    assert diff < 1e-12, diff
+
+
+def _cut_resume_whole(rank, world):
+    """In one process group: a run cut by rank 1's SIGTERM, its rerun, an uninterrupted run (fp32, as run)."""
+    ckpt = os.environ["LEANLAB_TEST_CKPT"]
+    return [_train(rank, world, ckpt=ckpt, kill_at=6, dtype=torch.float32)[:2],
+            _train(rank, world, ckpt=ckpt, kill_at=6, dtype=torch.float32)[:2],
+            _train(rank, world, ckpt=ckpt + ".whole", dtype=torch.float32)[:2]]
+
+
+def test_moe_sigterm_to_one_rank_checkpoints_both_and_resume_is_bit_identical(tmp_path, monkeypatch):
+    """Rank 1's SIGTERM during step 6 stops both ranks after it (step 7, mid-epoch), one checkpoint; the rerun
+    (step 6 behind it: no signal) ends bit-identical to an uninterrupted 2-process run, on both ranks."""
+    monkeypatch.setenv("LEANLAB_TEST_CKPT", str(tmp_path / "ckpt.pt"))
+    ranks = _spawn(_cut_resume_whole, tmp_path, 13)
+    assert [r[0] for r in ranks] == [("preempted", 7)] * 2
+    for (kind_r, resumed), (kind_w, whole) in (r[1:3] for r in ranks):
+        assert kind_r == kind_w == "done"
+        for k, v in whole.items():
+            assert torch.equal(resumed[k], v), k
+    assert all(torch.equal(ranks[0][2][1][k], ranks[1][2][1][k]) for k in ranks[0][2][1])
