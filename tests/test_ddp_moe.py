@@ -13,9 +13,9 @@ import torch
 from experiments.callbacks import Callback
 from experiments.config import OptimCfg
 from experiments.data import Splits
+from experiments.objectives import Regression
 from experiments.preemption import Preempted, PreemptionFlag
 from experiments.tasks.moe import MoEObjective
-from experiments.objectives import Regression
 from experiments.trainer import fit
 from meter import Measurement
 from sparse_moe import MoEConfig
@@ -99,11 +99,11 @@ def test_moe_two_ranks_equal_one_process_without_balance_loss(tmp_path):
         assert torch.equal(ranks[0][1][k], ranks[1][1][k]), k  # both ranks hold the same net
     assert _max_diff(ranks[0][1], single[1]) < 1e-12, _max_diff(ranks[0][1], single[1])
     assert single[2] == 6 * 1.0 and ranks[0][2] == ranks[1][2] == 6 * (1.0 + 2.0)
-    # FLOPs: 2 x the counted work of a batch of 8 (FlopCounterMode is close to, not exactly, linear in the batch)
-    assert ranks[0][3] == pytest.approx(single[3], rel=0.02)
-    assert ranks[0][4] == pytest.approx(single[4], rel=0.02)
+    # FLOPs: 2 ranks x a batch of 8 = a batch of 16 (linear layers; dropless top-2 executes k rows per token)
+    assert ranks[0][3] == ranks[1][3] == single[3] and ranks[0][4] == ranks[1][4] == single[4] == single[3]
 
 
+@pytest.mark.slow  # a known gap, recorded: strict, so the fix turns it into a failure to remove the mark
 @pytest.mark.xfail(strict=True, reason="the balance loss E * sum f_e P_e is computed on each rank's shard; "
                    "the mean over ranks of a product of per-shard means is not the global batch's product "
                    "(fix: all-reduce f_e and P_e before the loss)")
@@ -111,7 +111,7 @@ def test_moe_two_ranks_equal_one_process_with_balance_loss(tmp_path):
     torch.set_num_threads(1)
     single = _with_balance(0, 1)
     ranks = _spawn(_with_balance, tmp_path, 12)
-    diff = _max_diff(ranks[0][1], single[1])
+    diff = _max_diff(ranks[0][1], single[1])  # measured: 3.1e-4 in float64 (6.2e-4 in fp32; 1.1e-16 without it)
     print(f"max |2 ranks - 1 process| with balance_coef=1e-2: {diff:.3e}")
     assert diff < 1e-12, diff
 
