@@ -20,8 +20,8 @@ from .efficiency import LatencyTable, energy_per_inference, measure_latency, tab
 from .predictor import AccuracyPredictor, PredictorEnsemble, kendall_tau, rmse  # noqa: E402
 from .schedule import PS_SCHEDULE, SCHEDULES, Phase  # noqa: E402
 from .search import EvolutionSearch, InfeasibleConstraint  # noqa: E402
-from .training import SAMPLERS, Batches, OptimConfig, train_phase, train_schedule, train_static  # noqa: E402
+from .training import SAMPLERS, Batches, OptimConfig, SourceBatches, train_phase, train_schedule, train_static  # noqa: E402
 
-__all__ += ["AccuracyPredictor", "PredictorEnsemble", "Batches", "EvolutionSearch", "InfeasibleConstraint", "LatencyTable",
+__all__ += ["AccuracyPredictor", "PredictorEnsemble", "Batches", "SourceBatches", "EvolutionSearch", "InfeasibleConstraint", "LatencyTable",
             "OptimConfig", "PS_SCHEDULE", "Phase", "SAMPLERS", "SCHEDULES", "energy_per_inference", "kendall_tau",
             "measure_latency", "rmse", "table_error", "train_phase", "train_schedule", "train_static"]

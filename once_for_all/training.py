@@ -67,6 +67,29 @@ class Batches:
             idx = idx[self.rank * per:(self.rank + 1) * per]  # [B / world]
             yield self.x[idx], self.y[idx]
 
+    def epoch_of(self, seed: int, phase: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch `epoch` of `phase`: shuffled by a seed derived from (seed, phase, epoch)."""
+        return self.epoch(derive_seed(seed, phase, "data", epoch))
+
+
+@dataclass
+class SourceBatches:
+    """Batches from any source with `steps_per_epoch` and `epoch(e, start=0)` yielding this rank's (x [b, ...], y [b])
+    in an order the source fixes from its own (seed, e) (e.g. a streaming DataLoader wrapper; its data order is the
+    source's, not `Batches`'). `world_size`: the ranks the source shards over (counters count every rank's work).
+    Epoch `epoch` of a phase reads the source's epoch `first_epoch + epoch`; `train_schedule` sets `first_epoch` to
+    the epochs of the phases before, so every epoch of a schedule draws a fresh order."""
+
+    source: object
+    world_size: int = 1
+    first_epoch: int = 0
+
+    def __len__(self) -> int:
+        return self.source.steps_per_epoch
+
+    def epoch_of(self, seed: int, phase: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.source.epoch(self.first_epoch + epoch)
+
 
 # ------------------------------------------------------------------------------------------------ samplers
 @dataclass(frozen=True)
@@ -169,7 +192,7 @@ def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, **rest) -> dict:
 
 
 def train_phase(
-    net: nn.Module, phase: Phase, batches: Batches, *, seed: int = 0, teacher: nn.Module | None = None,
+    net: nn.Module, phase: Phase, batches: Batches | SourceBatches, *, seed: int = 0, teacher: nn.Module | None = None,
     kd_weight: float = 1.0, label_smoothing: float = 0.0, optim: OptimConfig = OptimConfig(),
     sampler: str | None = None, state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
     meter=None, flops: TrainFlops | None = None, grad_sync: Callable[[nn.Module], None] | None = None,
@@ -210,7 +233,7 @@ def train_phase(
         loss_sum = 0.0
         flops_before = counters["flops_train"]
         with meter.window(f"{phase.name}-epoch{epoch}") if meter is not None else nullcontext() as m:
-            for x, y in batches.epoch(derive_seed(seed, phase.name, "data", epoch)):
+            for x, y in batches.epoch_of(seed, phase.name, epoch):
                 if device is not None:
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 step = run["step"]
@@ -312,7 +335,7 @@ def _teacher_logits(teacher: nn.Module, x: torch.Tensor, res: int | None, flops:
     return out
 
 
-def train_static(model: nn.Module, batches: Batches, *, epochs: int, lr: float, name: str = "static",
+def train_static(model: nn.Module, batches: Batches | SourceBatches, *, epochs: int, lr: float, name: str = "static",
                  warmup_epochs: float = 0.0, **kwargs) -> dict:
     """Train any static module (from-scratch baseline) through the same loop; kwargs as `train_phase`."""
     phase = Phase(name, epochs, lr, sampler="static", distill=False, warmup_epochs=warmup_epochs)
@@ -342,7 +365,7 @@ def teacher_index(phases, teacher_after: int | str | None, kd_weight: float) -> 
     return teacher_after
 
 
-def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: int | str | None = 0,
+def train_schedule(net: nn.Module, phases, batches: Batches | SourceBatches, *, teacher_after: int | str | None = 0,
                    state: dict | None = None, on_epoch_end: Callable[[dict], None] | None = None,
                    **kwargs) -> list[dict]:
     """Run `phases` in order: re-order channels before a phase that asks for it, and after the teacher phase
@@ -373,7 +396,10 @@ def train_schedule(net: nn.Module, phases, batches: Batches, *, teacher_after: i
             if on_epoch_end is not None:
                 on_epoch_end(s)
 
-        results.append(train_phase(net, phase, batches, teacher=teacher, state=resume, on_epoch_end=hook,
+        phase_batches = batches
+        if isinstance(batches, SourceBatches):  # the source's epochs run on across phases
+            phase_batches = replace(batches, first_epoch=batches.first_epoch + sum(p.epochs for p in phases[:i]))
+        results.append(train_phase(net, phase, phase_batches, teacher=teacher, state=resume, on_epoch_end=hook,
                                    **kwargs))
         if i == teacher_at:
             teacher = copy.deepcopy(net).requires_grad_(False)

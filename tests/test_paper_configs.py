@@ -34,7 +34,7 @@ PAPERS: dict[str, Paper] = {
     "moe_gpt_small": Paper(mini.token_bins, ["model.n_layer=2", "model.d_model=32", "model.n_head=2",
                                              "model.d_ff=64", "model.block_size=32"],
                            ("gpt_small_dense", "gpt_small_moe")),
-    # the OFA task holds its data as tensors (its loop does not stream yet): the miniature goes in memory, undecorated
+    # in memory here (undecorated); the stored config streaming (data.in_memory=false): tests/test_ofa_stream.py
     "ofa_imagenet": Paper(mini.imagenet_folders, ["data.in_memory=true", "data.transform=none", "model.resolutions=[32]",
                                                   "model.stage_widths=[8,8,16,16,24]", "model.stem_channels=8",
                                                   "model.first_block_channels=8", "model.head_channels=32",
@@ -174,15 +174,3 @@ def _check_af(metric: str) -> Callable:
 
 CHECKS: dict[str, Callable] = {"lth_vgg16_cifar10": _check_vgg, "moe_gpt_small": _check_gpt, "ofa_imagenet": _check_ofa,
                                "af_activitynet": _check_af("map"), "af_minikinetics": _check_af("acc")}
-
-
-@pytest.mark.slow
-def test_ofa_imagenet_as_stored_says_the_ofa_task_cannot_stream_yet(tmp_path):
-    """The stored config streams ImageNet; the OFA task holds tensors: one config-error line (exit 2), no traceback."""
-    args = [*FAST, "meter=off", "experiment=ofa_imagenet", *mini.imagenet_folders(tmp_path / "data"),
-            f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = run_cli(args, cwd=tmp_path, timeout=600)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and last.startswith("config error: data.in_memory='false'"), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"

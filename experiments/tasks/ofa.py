@@ -33,6 +33,7 @@ from experiments.context import RunContext
 from experiments.preemption import Preempted
 from experiments.progress import UNIT_COUNTS
 from experiments.records import atomic_write_json, read_json
+from experiments.streaming import StreamingSplits
 from experiments.tasks.lth import load_data
 from experiments.tasks.ofa_config import PREDICTOR_KEYS, predictor_settings, teacher_arg, to_phase
 from experiments.tasks.ofa_eval import (
@@ -46,6 +47,7 @@ from experiments.tasks.ofa_eval import (
     scaled_spec,
     width_multiplier_for,
 )
+from experiments.tasks.ofa_stream import Resized, hold_eval_sets
 from experiments.tasks.registry import TASKS
 from experiments.trainer import carbon_gate
 from experiments.units import run_unit
@@ -60,7 +62,14 @@ from once_for_all.predictor import PredictorEnsemble
 from once_for_all.schedule import SCHEDULES, Phase
 from once_for_all.search import EvolutionSearch
 from once_for_all.supernet import OFASupernet, resize_input
-from once_for_all.training import Batches, OptimConfig, TrainFlops, train_schedule, train_static
+from once_for_all.training import (
+    Batches,
+    OptimConfig,
+    SourceBatches,
+    TrainFlops,
+    train_schedule,
+    train_static,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class Job:
     spec: object  # once_for_all.SupernetSpec
     table: FlopsTable
     recal: list[torch.Tensor]
+    eval_data: str | None = None  # streaming data: what recalibration and evaluation held in memory (ofa_stream)
 
     @property
     def latency_timer(self) -> str:
@@ -86,10 +96,18 @@ class Job:
     def full_flops(self) -> int:
         return self.table.predict(ArchSpace.full(self.spec).largest())
 
-    def batches(self) -> Batches:
-        """The global batch optim.batch_size; under torch.distributed this rank's shard of each."""
+    def batches(self) -> Batches | SourceBatches:
+        """The global batch optim.batch_size; under torch.distributed this rank's shard of each. Streaming data:
+        the splits' own loader source (its order rule: experiments.batches.epoch_order)."""
         rank, size = distributed.world()
+        if isinstance(self.data, StreamingSplits):
+            return SourceBatches(self.source, world_size=size)
         return Batches(self.data.x_train, self.data.y_train, self.cfg.optim.batch_size, rank, size)
+
+    @cached_property
+    def source(self):
+        """Streaming data: one training source for the job (its DataLoader and workers are reused)."""
+        return self.data.train_batches(self.cfg.optim.batch_size, self.cfg.seed)
 
     def on_device(self, model: torch.nn.Module, static: bool) -> tuple[dict, str]:
         """(train_phase keywords of the run's Runtime, what was compiled) with `model` moved to its device. The
@@ -156,7 +174,8 @@ def base_row(job: Job, kind: str, cfg: SubnetConfig | None, model: torch.nn.Modu
     return {"ofa/kind": kind, "ofa/training": job.cfg.method.training, "ofa/subnet": str(cfg) if cfg else None,
             "flops/infer_per_sample": flops, "flops/infer_per_sample_dense": job.full_flops,
             "flops/fraction_of_full": flops / job.full_flops if flops else None, "flops/convention": CONVENTION,
-            "params/total": total, "params/nonzero": nonzero}
+            "params/total": total, "params/nonzero": nonzero,
+            **({"ofa/eval_data": job.eval_data} if job.eval_data is not None else {})}
 
 
 def phases_of(cfg) -> list:
@@ -403,8 +422,10 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
     run_unit(unit_dir, job.ctx, work)
 
 
-def _at(batches: Batches, resolution: int) -> Batches:
+def _at(batches: Batches | SourceBatches, resolution: int) -> Batches | SourceBatches:
     """The same batches at `resolution` (a static model runs at one input size)."""
+    if isinstance(batches, SourceBatches):
+        return SourceBatches(Resized(batches.source, resolution), batches.world_size)
     return Batches(resize_input(batches.x, resolution), batches.y, batches.batch_size, batches.rank,
                    batches.world_size)
 
@@ -445,18 +466,16 @@ def unit_count(cfg) -> tuple[int, str]:
 @TASKS.register("ofa")
 def run_ofa(cfg, ctx: RunContext) -> list[dict]:
     data = load_data(cfg)
-    if not isinstance(data.x_train, torch.Tensor):  # a streaming source (image_folder over its memory budget)
-        from experiments.schema import ConfigError
-
-        raise ConfigError(f"data.in_memory={getattr(cfg.data, 'in_memory', None)!r}: the ofa task trains, recalibrates and "
-                          "evaluates on tensors held in memory and cannot stream yet; allowed: data.in_memory=true "
-                          "with data.transform=none (and data.resize) for a set that fits")
-    for split in ("train", "val", "test"):
-        setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), cfg.model.dims))
+    eval_data = None
+    if isinstance(data, StreamingSplits):  # train from the loader; recalibrate and evaluate on in-memory subsets
+        recal, eval_data = hold_eval_sets(data, cfg.method, cfg.seed)
+    else:
+        for split in ("train", "val", "test"):
+            setattr(data, f"x_{split}", as_channels(getattr(data, f"x_{split}"), cfg.model.dims))
+        recal = recalibration_set(data.x_train, cfg.method.bn_recal_samples, cfg.method.bn_recal_batches, cfg.seed)
     spec = cfg.model.spec(in_channels=data.x_train.shape[1], num_classes=data.num_classes)
-    recal = recalibration_set(data.x_train, cfg.method.bn_recal_samples, cfg.method.bn_recal_batches, cfg.seed)
     ctx.runtime = replace(ctx.runtime, compiles="none")  # rows of training units name what they compiled
-    job = Job(cfg, ctx, data, spec, FlopsTable(spec), recal)
+    job = Job(cfg, ctx, data, spec, FlopsTable(spec), recal, eval_data)
     net = train_supernet(job)
     latency = latency_table(job, net)
     evaluate_corners(job, net, latency)

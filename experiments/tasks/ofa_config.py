@@ -141,6 +141,9 @@ class OFAMethodCfg:
     label_smoothing: float = 0.1
     bn_recal_samples: int = 2000
     bn_recal_batches: int = 10
+    # streaming data (data.in_memory=false): sub-nets are evaluated on an in-memory seeded subset of at most this
+    # many samples per split (val and test); null = the whole split. In-memory data always uses whole splits.
+    eval_samples: Optional[int] = None
     predictor_samples: int = 200  # recalibrated sub-nets evaluated on the validation split
     predictor_holdout: float = 0.2  # of those, held out to report RMSE and Kendall tau
     predictor_epochs: int = 300
@@ -169,6 +172,8 @@ class OFAMethodCfg:
                (self.kd_weight, self.label_smoothing), "kd_weight >= 0, label_smoothing in [0, 1)")
         _check(self.bn_recal_samples >= self.bn_recal_batches >= 1, "method.bn_recal_samples/bn_recal_batches",
                (self.bn_recal_samples, self.bn_recal_batches), "samples >= batches >= 1")
+        _check(self.eval_samples is None or self.eval_samples >= 1, "method.eval_samples", self.eval_samples,
+               "null (whole split) or >= 1")
         _check(self.predictor_samples >= 10, "method.predictor_samples", self.predictor_samples, ">= 10")
         _check(0 < self.predictor_holdout < 1, "method.predictor_holdout", self.predictor_holdout, "(0, 1)")
         _check(self.predictor_link in PREDICTOR_LINKS, "method.predictor_link", self.predictor_link,
