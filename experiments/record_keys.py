@@ -121,6 +121,8 @@ RECORD_KEYS: dict[str, str] = {
     "ofa/predictor_from": "the job folder whose accuracy predictor this job reused (with method.supernet_from)",
     "ofa/predictor_data_from": "the job folder whose measured sub-nets this job's predictor was fitted to (with "
                                "method.supernet_from and other predictor settings)",
+    "ofa/eval_data": "streaming data only: what BN recalibration and sub-net evaluation held in memory (subsets of the "
+                     "streamed splits, evaluation transform; method.eval_samples); absent when the data is in memory",
     "ofa/corner": "corner name: depth-expand-kernel each at min or max",
     "ofa/target_fraction": "the target as a fraction of the full net's cost in ofa/target_metric",
     "ofa/target_metric": "what a target bounds: flops (analytic) or latency_ms (batch-1 latency table)",
