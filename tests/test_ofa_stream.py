@@ -9,9 +9,10 @@ import torch
 
 from experiments.batches import TensorBatches
 from experiments.streaming import LoaderBatches, LoaderCfg
-from experiments.tasks.ofa_stream import subset_index
+from experiments.tasks.ofa_stream import Resized, subset_index
 from lth.image_stream import ImageFiles, ImageTransform, image_files
 from once_for_all import OFASupernet, Phase, SourceBatches, train_schedule
+from once_for_all.supernet import resize_input
 from tests import paper_miniatures as mini
 from tests.helpers import FAST, run_cli
 from tests.once_for_all.ofa_testutils import SPEC_2D
@@ -72,6 +73,18 @@ def test_eval_subset_is_the_whole_split_or_a_sorted_seeded_subset():
     got = subset_index(100, 10, 7)
     assert got.tolist() == sorted(torch.randperm(100, generator=torch.Generator().manual_seed(7))[:10].tolist())
     assert len(set(got.tolist())) == 10
+
+
+
+def test_resized_source_is_the_source_at_one_resolution():
+    """A static baseline on streaming data trains on the source's batches resized, as `_at` resizes the tensors."""
+    x, y = torch.randn(12, 3, 10, 10), torch.arange(12) % 3
+    src = TensorBatches(x, y, batch_size=4, seed=1)
+    got = list(Resized(src, 6).epoch(2, start=1))
+    want = list(src.epoch(2, start=1))
+    assert Resized(src, 6).steps_per_epoch == 3 and len(got) == 2
+    assert all(torch.equal(g[0], resize_input(w[0], 6)) and torch.equal(g[1], w[1]) for g, w in zip(got, want))
+    assert got[0][0].shape == (4, 3, 6, 6)
 
 
 SHRINK = ["model.resolutions=[32]", "model.stage_widths=[8,8,16,16,24]", "model.stem_channels=8",
