@@ -93,3 +93,36 @@ def test_bad_token_folder_is_an_input_error_naming_the_file(tmp_path, damage, na
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 4 and last.startswith("input error:") and str(folder / named) in last, done.stderr[-800:]
     assert not (tmp_path / "run" / "summary.json").exists()  # refused before the run folder was touched
+
+
+
+RSS_SCRIPT = """
+import re, sys
+from pathlib import Path
+from experiments.token_data import TokenBatches
+path, n = Path(sys.argv[1]), int(sys.argv[2])
+source = TokenBatches(path, n, block=256, batch_size=16, seed=0, steps_per_epoch=20)
+total = sum(int(x.sum()) for x, _ in source.epoch(0))
+status = open("/proc/self/status").read()
+print(*(int(re.search(k + r":\\s+(\\d+)", status).group(1)) // 1024 for k in ("RssAnon", "VmHWM")), total)
+"""
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_token_file(tmp_path):
+    """20 batches of 16 x 256-token windows from a 1M-token and a 100M-token train.bin: the process's own
+    (anonymous) memory within 100 MB; loading the larger file would add 200 MB as uint16, 800 MB as int64.
+
+    Anonymous, not peak RSS: pages of the memmapped file that the kernel maps around each read (page cache, shared
+    and evictable) count in VmHWM and vary with the cache's state (seen: +29 MB in one run, +185 MB in another)."""
+    anon = []
+    for n in (1_000_000, 100_000_000):
+        path = tmp_path / f"train{n}.bin"
+        data = np.memmap(path, dtype=np.uint16, mode="w+", shape=(n,))
+        data[::4096] = 7  # sparse non-zero tokens; the rest of the file stays zero
+        data.flush()
+        del data
+        out = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(path), str(n)], capture_output=True, text=True,
+                             check=True, cwd=ROOT)
+        anon.append(int(out.stdout.split()[0]))
+    assert abs(anon[1] - anon[0]) < 100, anon
