@@ -35,3 +35,11 @@ def test_the_task_prunes_the_forward_pass_output_layer_or_the_named_one(override
     cfg = validate(compose([*FAST, "method.output_prune_fraction=0.5", *override]))
     imp = IMP(HeadFirst, **ticket_kwargs(cfg, 10, torch.zeros(1, 8)))
     assert imp.ticket.rates.per_layer == {head: 0.5}
+
+
+def test_moe_clustered_without_a_validation_split_is_refused():
+    """The MoE task's early-stop metrics would otherwise be chosen on the test split (as LTH's, above)."""
+    base = ["experiment=moe_clustered", "debug=fast"]
+    with pytest.raises(ConfigError, match=r"data\.val_fraction=0\.0 is invalid.*test split"):
+        validate(compose([*base, "data.val_fraction=0.0"]))
+    validate(compose([*base, "data.val_fraction=0.1"]))

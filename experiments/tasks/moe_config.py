@@ -22,8 +22,9 @@ class ClusteredDataCfg(ClusteredRegressionConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "[0, 1)")
-
+        # 0 would leave no validation split, and the early-stop metrics would then be chosen on the test split
+        _check(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction,
+               "(0, 1): a validation split is needed to choose the early-stop step without looking at the test split")
 
 
 @schema("data", "base_chars")
