@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from meter.sources import SOURCES
+from meter.sources.base import EnergySource
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
@@ -33,3 +36,23 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, **kwargs) -> subpr
     env.update(kwargs.pop("env", {}))
     return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+
+class HandCounter(EnergySource):
+    """A CPU energy counter a test advances by hand (`HandCounter.joules += j`): every window's joules are exact."""
+
+    name = "counter"
+    joules = 0.0
+
+    def keys(self):
+        return ["cpu/measured:rapl"]
+
+    def read(self):
+        return {"cpu/measured:rapl": HandCounter.joules}
+
+
+def install_hand_counter(monkeypatch) -> None:
+    """Register HandCounter as the meter source "counter" for this test, starting at 0 J."""
+    monkeypatch.setitem(SOURCES._items, "counter", lambda cfg, want: HandCounter())
+    HandCounter.joules = 0.0

@@ -11,33 +11,21 @@ from experiments.tasks.moe import MoEObjective
 from experiments.trainer import energy_row, fit
 from meter import Meter, MeterConfig
 from meter.flops import FlopCache, count_flops
-from meter.sources import SOURCES
-from meter.sources.base import EnergySource
 from sparse_moe.models import MoEConfig, RegressionMLPConfig, build_model
+from tests.helpers import HandCounter, install_hand_counter
 
 TRAIN_J, EVAL_J = 1.0, 1000.0  # what one step and one evaluation "cost" on the hand-driven counter
-
-
-class Counter(EnergySource):
-    name = "counter"
-    joules = 0.0
-
-    def keys(self):
-        return ["cpu/measured:rapl"]
-
-    def read(self):
-        return {"cpu/measured:rapl": Counter.joules}
 
 
 class Costed(Classification):
     """Classification whose every training step and evaluation advance the counter by a known amount."""
 
     def loss(self, model, xb, yb):
-        Counter.joules += TRAIN_J
+        HandCounter.joules += TRAIN_J
         return super().loss(model, xb, yb)
 
     def evaluate(self, model, x, y):
-        Counter.joules += EVAL_J / 2  # called once per split (val, test)
+        HandCounter.joules += EVAL_J / 2  # called once per split (val, test)
         return super().evaluate(model, x, y)
 
 
@@ -56,8 +44,7 @@ def _data(n=240):
 
 
 def test_train_energy_excludes_evaluation_and_the_total_is_their_sum(monkeypatch):
-    monkeypatch.setitem(SOURCES._items, "counter", lambda cfg, want: Counter())
-    Counter.joules = 0.0
+    install_hand_counter(monkeypatch)
     optim = OptimCfg(name="sgd", lr=0.1, batch_size=20, epochs=3)  # 8 steps per epoch: evaluations at 8, 16, 24
     torch.manual_seed(0)
     model = torch.nn.Linear(12, 3)

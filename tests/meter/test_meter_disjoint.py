@@ -4,38 +4,23 @@ partition the energy instead of the training window holding every periodic evalu
 import pytest
 
 from meter import Meter, MeterConfig
-from meter.sources import SOURCES
-from meter.sources.base import EnergySource
-
-
-class Counter(EnergySource):
-    """A CPU counter the test advances by hand: every window's joules are exact."""
-
-    name = "counter"
-    joules = 0.0
-
-    def keys(self):
-        return ["cpu/measured:rapl"]
-
-    def read(self):
-        return {"cpu/measured:rapl": Counter.joules}
+from tests.helpers import HandCounter, install_hand_counter
 
 
 @pytest.fixture
 def meter(monkeypatch):
-    monkeypatch.setitem(SOURCES._items, "counter", lambda cfg, want: Counter())
-    Counter.joules = 0.0
+    install_hand_counter(monkeypatch)
     return Meter(MeterConfig(sources=["counter"], intensity_g_per_kwh=360.0, sample_period_s=60))
 
 
 def test_an_eval_inside_train_is_billed_to_eval_only(meter):
     with meter:
         with meter.window("train") as train:
-            Counter.joules += 10.0  # training
+            HandCounter.joules += 10.0  # training
             for _ in range(2):
                 with meter.window("eval", disjoint=True) as ev:
-                    Counter.joules += 3.0  # each evaluation
-                Counter.joules += 5.0  # training again
+                    HandCounter.joules += 3.0  # each evaluation
+                HandCounter.joules += 5.0  # training again
     r = meter.result()
     assert ev.joules == 3.0 and r.windows["eval"].joules == 6.0
     assert train.joules == r.windows["train"].joules == 20.0  # 10 + 5 + 5: no evaluation energy
@@ -47,13 +32,13 @@ def test_an_eval_inside_train_is_billed_to_eval_only(meter):
 def test_nested_disjoint_windows_are_carved_once(meter):
     with meter:
         with meter.window("outer") as outer:
-            Counter.joules += 1.0
+            HandCounter.joules += 1.0
             with meter.window("mid", disjoint=True) as mid:
-                Counter.joules += 2.0
+                HandCounter.joules += 2.0
                 with meter.window("inner", disjoint=True) as inner:
-                    Counter.joules += 4.0
+                    HandCounter.joules += 4.0
                 with meter.window("plain"):  # an ordinary nested window stays inside its parent
-                    Counter.joules += 8.0
+                    HandCounter.joules += 8.0
     assert (outer.joules, mid.joules, inner.joules) == (1.0, 10.0, 4.0)
 
 
@@ -61,7 +46,7 @@ def test_a_plain_nested_window_is_still_counted_in_its_parent(meter):
     with meter:
         with meter.window("train") as train:
             with meter.window("step"):
-                Counter.joules += 7.0
+                HandCounter.joules += 7.0
     assert train.joules == 7.0
 
 
