@@ -222,7 +222,7 @@ class _SyncBN:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.momentum is not None and world()[1] > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        from sparse_moe.losses import all_reduce_sum as all_reduce  # differentiable; torch's own is deprecated
 
         n, dims = x.shape[1], [0, *range(2, x.dim())]
         shape = [1, n] + [1] * (x.dim() - 2)

@@ -12,7 +12,8 @@ Models (sparse_moe.models) return (output, [MoEAux per MoE layer]); data in spar
 Your own model: `moefy(model, match="blocks.*.mlp", num_experts=8)` swaps its FFNs for (upcycled) MoE layers;
 `total_aux_loss(collect_aux(model))` after each forward gives the router losses to add (sparse_moe.upcycle).
 FFNs of transformers/timm/torch models are found through FFN_SPECS (sparse_moe.ffn_specs; neither library is
-imported); save_moefied/load_moefied round-trip a converted model.
+imported); save_moefied/load_moefied round-trip a converted model. Under DDP, `sync_router_stats(model)` makes
+the balance loss (and DeepSeek-V3's bias update) see the global batch, so N ranks train what one process trains.
 """
 
 from .config import MoEConfig
@@ -20,7 +21,7 @@ from .dispatch import DISPATCHERS
 from .experts import ACTIVATIONS, DenseFFN, Experts
 from .ffn_specs import FFN_SPECS, FFNSpec
 from .flops import MoEFlops, flops_stats, layer_flops, training_flops
-from .layer import MoEAux, MoELayer, aux_stats, step_routers, total_aux_loss
+from .layer import MoEAux, MoELayer, aux_stats, step_routers, sync_router_stats, total_aux_loss
 from .moefied_io import load_moefied, save_moefied
 from .routers import GATE_NORMS, ROUTERS
 from .upcycle import MoEFFN, collect_aux, moefy, step0_differences
@@ -48,6 +49,7 @@ __all__ = [
     "save_moefied",
     "step0_differences",
     "step_routers",
+    "sync_router_stats",
     "total_aux_loss",
     "training_flops",
 ]

@@ -76,7 +76,12 @@ def total_aux_loss(auxes: list[MoEAux]) -> torch.Tensor | float:
 
 
 class MoELayer(nn.Module):
-    """Routed experts replacing an FFN of width d_ff. See `MoEConfig` for every option."""
+    """Routed experts replacing an FFN of width d_ff. See `MoEConfig` for every option.
+
+    `sync_across_ranks` (set by `sync_router_stats`, off by default): in training, the balance loss and the
+    DeepSeek-V3 bias update use the global batch's routing statistics under torch.distributed."""
+
+    sync_across_ranks = False
 
     def __init__(self, d_model: int, d_ff: int, num_experts: int = 8, **options):
         super().__init__()
@@ -130,7 +135,7 @@ class MoELayer(nn.Module):
             y = y + (out if valid is None else out * valid[:, None].to(out.dtype))
 
         if self.router.token_choice:
-            bal = balance_loss(routing.probs, routing.expert, valid)
+            bal = balance_loss(routing.probs, routing.expert, valid, self.sync_across_ranks and self.training)
         else:  # expert choice: f is uniform by construction, so this is sum_e P_e = 1
             bal = balance_loss(routing.probs if valid is None else routing.probs[valid], assign.expert, None)
         zl = z_loss(routing.logits, valid).to(bal.device)
@@ -151,6 +156,17 @@ class MoELayer(nn.Module):
             row_flops=self.experts.row_flops(),
         )
         return y.reshape(shape), aux
+
+
+def sync_router_stats(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Routing statistics of the global batch under data parallelism, for every MoE layer of `model` (in place):
+    the balance loss's f and P and the DeepSeek-V3 router's load are summed over the default process group, so
+    N ranks at a global batch B train the weights one process trains at B. A no-op without a group of > 1 rank.
+    Off, each rank balances its own shard (Switch/GShard's per-device-group loss). Returns `model`."""
+    for m in model.modules():
+        if isinstance(m, MoELayer) or hasattr(m, "update_bias"):
+            m.sync_across_ranks = enabled
+    return model
 
 
 def step_routers(model: nn.Module) -> None:

@@ -14,22 +14,73 @@ Converting to other libraries' normalisations (at uniform routing they give, and
   = w * (mean over its L layers of ours); w = moe_loss_weight (default 0.1). A MegaBlocks weight w over
   L layers equals our balance_coef = w / L in each layer.
 Router z-loss (ST-MoE) = mean over valid tokens of logsumexp(logits)^2.
+
+Under data parallelism each rank sees a shard of the batch, and E * sum f_e P_e of a shard is not that of the
+global batch (a mean of products is not a product of means). `balance_loss(..., across_ranks=True)` sums the
+counts and the router probabilities over the default process group first (the probabilities with a
+differentiable all-reduce), so N ranks train the weights one process trains on the global batch. The papers'
+Switch/GShard loss is per device group (per shard); `sparse_moe.sync_router_stats(model)` opts a model in.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
-def balance_loss(probs: torch.Tensor, expert: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """probs [T, E], expert [T, k] (or [N] flat choices with valid None) -> scalar, 1.0 when uniform."""
+def data_parallel_world() -> int:
+    """Ranks in the default process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def balance_loss(probs: torch.Tensor, expert: torch.Tensor, valid: torch.Tensor | None,
+                 across_ranks: bool = False) -> torch.Tensor:
+    """probs [T, E], expert [T, k] (or [N] flat choices with valid None) -> scalar, 1.0 when uniform.
+    across_ranks: f and P of the global batch (every rank of the default group must call it: a collective)."""
     num_e = probs.shape[-1]
     if valid is not None:
         probs, expert = probs[valid], expert[valid]
+    if across_ranks and data_parallel_world() > 1:
+        return _global_balance_loss(probs, expert, num_e)
     if expert.numel() == 0:
         return probs.new_zeros(())
     f = torch.bincount(expert.reshape(-1), minlength=num_e).to(probs.dtype) / expert.numel()
     return num_e * (f * probs.mean(0)).sum()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the default group; backward sums the ranks' upstream gradients (each rank's loss depends on every
+    rank's input). torch.distributed.nn.functional.all_reduce does this but is deprecated."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum of `x` over the ranks of the default process group."""
+    return _AllReduceSum.apply(x)
+
+
+def _global_balance_loss(probs: torch.Tensor, expert: torch.Tensor, num_e: int) -> torch.Tensor:
+    """E * sum_e f_e P_e over every rank's tokens. The backward of the differentiable all-reduce sums the ranks'
+    gradients, which DDP's mean then divides back: each rank's probabilities get the global loss's gradient."""
+    counts = torch.bincount(expert.reshape(-1), minlength=num_e).to(torch.float64)
+    sizes = torch.tensor([expert.numel(), probs.shape[0]], dtype=torch.float64, device=counts.device)
+    stats = torch.cat([counts, sizes])
+    dist.all_reduce(stats)  # routing counts carry no gradient
+    prob_sum = all_reduce_sum(probs.sum(0))
+    choices, tokens = stats[num_e:].clamp_min(1).to(probs.dtype)  # no valid token anywhere: f = 0, loss 0
+    f = stats[:num_e].to(probs.dtype) / choices
+    return num_e * (f * (prob_sum / tokens)).sum()
 
 
 def z_loss(logits: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:

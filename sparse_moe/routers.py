@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from meter.registry import Registry
+
+from .losses import data_parallel_world
 
 
 class RouterSettings(Protocol):
@@ -152,7 +155,11 @@ class AuxFreeRouter(Router):
     """DeepSeek-V3 auxiliary-loss-free balancing: sigmoid scores s; experts chosen by top-k of s + b (b a
     per-expert bias outside the gradient); weights = chosen s normalised to sum 1. In training the layer's
     load is accumulated; `update_bias()` (call after each optimizer step, see `sparse_moe.step_routers`)
-    applies b_e += u * sign(mean load - load_e) and resets the count. P for the balance loss = s / sum(s)."""
+    applies b_e += u * sign(mean load - load_e) and resets the count. P for the balance loss = s / sum(s).
+    With `sync_across_ranks` (sparse_moe.sync_router_stats) the load is summed over the ranks first, so every
+    rank applies the same update, the one a single process would apply to the global batch."""
+
+    sync_across_ranks = False
 
     def __init__(self, d_model: int, cfg: RouterSettings):
         super().__init__(d_model, cfg)
@@ -173,6 +180,8 @@ class AuxFreeRouter(Router):
 
     @torch.no_grad()
     def update_bias(self) -> None:
+        if self.sync_across_ranks and data_parallel_world() > 1:
+            dist.all_reduce(self.load)
         if self.load.sum() > 0:
             self.score_bias += self.rate * torch.sign(self.load.mean() - self.load)
         self.load.zero_()

@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from experiments import debug
+from experiments import debug, distributed
 from experiments.context import RunContext
 from experiments.data import Splits
 from experiments.objectives import OBJECTIVES, Objective, _split_output
@@ -23,7 +23,7 @@ from experiments.trainer import FitSpec, energy_row, fit, iterations_per_epoch
 from experiments.units import run_unit
 from meter.flops import CONVENTION, param_counts
 from meter.registry import Registry
-from sparse_moe import MoELayer, aux_stats, layer_flops, step_routers
+from sparse_moe import MoELayer, aux_stats, layer_flops, step_routers, sync_router_stats
 from sparse_moe.data import ClusteredRegressionConfig, load_char_corpus, make_clustered_regression
 from sparse_moe.models import build_model
 
@@ -74,7 +74,8 @@ def tokens(cfg) -> tuple[TokenSplits, str, dict]:
 
 class MoEObjective(Objective):
     """Wraps a task objective: adds each layer's weighted router losses, steps aux-loss-free routers after each
-    optimizer step, and keeps the last step's per-layer routing statistics for logging."""
+    optimizer step, and keeps the last step's per-layer routing statistics for logging. Under data parallelism
+    the router statistics are the global batch's (`sync_router_stats`), so N ranks train what one process does."""
 
     def __init__(self, inner: Objective) -> None:
         super().__init__()
@@ -82,6 +83,7 @@ class MoEObjective(Objective):
         self.early_stop_metrics = inner.early_stop_metrics
         self.last_stats: dict[str, float] = {}
         self.last_expert_flops = 0  # forward FLOPs of the expert rows the last training forward executed
+        self._synced = None
 
     def loss_fn(self, prediction, target):
         return self.inner.loss_fn(prediction, target)
@@ -90,6 +92,9 @@ class MoEObjective(Objective):
         return self.inner.batch_metrics(prediction, target)
 
     def loss(self, model, xb, yb):
+        if self._synced is not model:  # once per (DDP-wrapped) model: a module walk, not per step
+            sync_router_stats(model, distributed.world()[1] > 1)
+            self._synced = model
         prediction, auxes = _split_output(model(xb))
         self.last_stats = aux_stats(auxes)
         self.last_expert_flops = _expert_flops(auxes)
