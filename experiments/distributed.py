@@ -72,6 +72,9 @@ def process_group():
         yield
         return
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local < torch.cuda.device_count():  # more ranks than GPUs: the runtime's
+        torch.cuda.set_device(local)  # config error; before any collective (NCCL stages objects on this GPU)
     dist.init_process_group(backend=backend)
     try:
         yield

@@ -256,3 +256,25 @@ def test_submitit_preemption_signal_is_caught(monkeypatch):
     monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "NOPE")
     with pytest.raises(ValueError, match="SUBMITIT_PREEMPT_SIGNAL='NOPE'"):
         submitit_signal()
+
+
+def test_process_group_picks_the_local_gpu_before_any_collective(monkeypatch):
+    """On a CUDA node the first collective (run.py broadcasts the run folder as an object, which NCCL stages on the
+    *current* GPU) must find each rank on its own GPU: set_device(LOCAL_RANK) comes before init. Faked CUDA."""
+    import torch.distributed as dist
+
+    from experiments import distributed
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(dist, "barrier", lambda: None)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    with distributed.process_group():
+        pass
+    assert calls == [("set_device", 5), ("init", "cpu:gloo,cuda:nccl"), ("destroy",)]
