@@ -185,10 +185,11 @@ def _teacher_cfg(teacher: nn.Module, res: int) -> SubnetConfig | None:
     return replace(ArchSpace.full(teacher.spec).largest(), resolution=res)
 
 
-def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, **rest) -> dict:
-    """An epoch-end state that later training cannot mutate (tensors cloned)."""
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, **rest) -> dict:
+    """An epoch-end state that later training cannot mutate (tensors cloned); with fp16, the loss scale too."""
     return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": copy.deepcopy(opt.state_dict()), "rng": torch.get_rng_state(), **copy.deepcopy(rest)}
+            "optimizer": copy.deepcopy(opt.state_dict()), "rng": torch.get_rng_state(),
+            "grad_scaler": None if scaler is None else scaler.state_dict(), **copy.deepcopy(rest)}
 
 
 def train_phase(
@@ -201,7 +202,8 @@ def train_phase(
 ) -> dict:
     """Train `net` (an OFASupernet, or any static module with sampler "static") for one phase.
 
-    `state`: what `on_epoch_end` received last (resume); `meter`: each epoch runs in `meter.window`.
+    `state`: what `on_epoch_end` received last (resume, the fp16 loss scale included); `meter`: each epoch runs in
+    `meter.window`.
     Data parallel (the caller owns the process group): `batches` yields this rank's shard, every rank draws the
     same sub-nets (seeded by the step), and `grad_sync(net)` (e.g. an all-reduce mean of the grads) runs once per
     step on the sum of the sub-nets' gradients, before the optimizer step; FLOPs/samples count every rank.
@@ -226,6 +228,8 @@ def train_phase(
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
+        if scaler is not None and state.get("grad_scaler"):  # an fp16 run resumes at its loss scale
+            scaler.load_state_dict(state["grad_scaler"])
         run = copy.deepcopy({k: state[k] for k in run})
     counters = run["counters"]
     net.train()
@@ -256,7 +260,7 @@ def train_phase(
         run["history"].append(row)
         run["epoch"] = epoch + 1
         if on_epoch_end is not None:
-            on_epoch_end(_snapshot(net, opt, **run))
+            on_epoch_end(_snapshot(net, opt, scaler, **run))
     return {**run, "warmup_steps": warmup}
 
 

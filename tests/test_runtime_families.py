@@ -222,3 +222,89 @@ def test_af_fit_epochs_in_fp16_steps_through_a_grad_scaler():
     assert len(hist) == 2 and all(h["loss"] == h["loss"] for h in hist)
     assert scaler.state_dict()["_growth_tracker"] == 4 or scaler.get_scale() < 65536.0
     assert model[1].weight.dtype == torch.float32
+
+
+def _scaler() -> torch.amp.GradScaler:
+    """A CPU GradScaler whose scale moves every step (growth_interval 1), so a lost state would show."""
+    return torch.amp.GradScaler("cpu", init_scale=2.0 ** 8, growth_interval=1)
+
+
+def _fp16():
+    return torch.autocast("cpu", dtype=torch.float16)
+
+
+def test_ofa_fp16_loss_scale_is_in_the_epoch_state_and_resumes():
+    """Killed after epoch 1 of 3 and resumed with a fresh GradScaler: the loss scale and the weights end as an
+    uninterrupted fp16 run's (the scale doubled each step; a fresh one would restart at 2^8)."""
+    from once_for_all.schedule import Phase
+    from once_for_all.supernet import OFASupernet
+    from once_for_all.training import Batches, train_phase
+    from tests.once_for_all.ofa_testutils import SPEC_1D, inputs
+
+    x, y = inputs(SPEC_1D, 16, batch=16).float(), torch.randint(0, SPEC_1D.num_classes, (16,))
+    phase = Phase("kernel", 3, 0.02, kernel_sizes="all")
+
+    def run(state=None, stop_after=None):
+        torch.manual_seed(0)
+        net, scaler, states = OFASupernet(SPEC_1D), _scaler(), []
+        try:
+            train_phase(net, phase, Batches(x, y, 8), seed=1, device="cpu", autocast=_fp16, scaler=scaler,
+                        state=state, on_epoch_end=lambda s: _stop_after(states, s, stop_after))
+        except StopIteration:
+            pass
+        return net, scaler, states
+
+    whole_net, whole_scaler, _ = run()
+    _, cut_scaler, states = run(stop_after=1)
+    assert states[-1]["grad_scaler"] == cut_scaler.state_dict() and cut_scaler.get_scale() != 2.0 ** 8
+    resumed_net, resumed_scaler, _ = run(state=states[-1])
+    assert resumed_scaler.state_dict() == whole_scaler.state_dict()
+    for k, v in whole_net.state_dict().items():
+        assert torch.equal(resumed_net.state_dict()[k], v), k
+
+
+def _stop_after(states: list, state: dict, epochs: int | None) -> None:
+    states.append(state)
+    if epochs is not None and state["epoch"] == epochs:
+        raise StopIteration  # a kill after the epoch-end checkpoint
+
+
+def test_af_stage_runner_checkpoints_the_fp16_loss_scale_and_resumes(tmp_path):
+    """StageRunner: a stage cut after epoch 1 of 3 resumes from its checkpoint with the stage's loss scale; the
+    scale and the weights end as an uninterrupted run's."""
+    from adaptive_frames.stages import Compute, fit_epochs
+    from experiments.context import RunContext
+    from experiments.loggers import NullLogger
+    from experiments.tasks.af_stages import StageRunner
+    from meter import Meter
+
+    clips, labels = torch.randn(8, 2, 3, 4, 4), torch.randint(0, 5, (8,))
+    loader = [(clips[i:i + 4], labels[i:i + 4], torch.arange(i, i + 4)) for i in (0, 4)]
+
+    def run(job: str, stop_after: int | None = None):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(2 * 3 * 4 * 4, 5))
+        ctx = RunContext(job_dir=tmp_path / job, meter=Meter(), logger=NullLogger(), identity={}, progress=False)
+        ctx.job_dir.mkdir(exist_ok=True)
+        runner, scaler = StageRunner(ctx, model), _scaler()
+        compute = Compute("cpu", _fp16, scaler)
+
+        def one_epoch(optimizer, epoch, budget):
+            if epoch == stop_after:
+                raise StopIteration
+            return fit_epochs(model, loader, optimizer, 1, compute=compute)[-1]
+
+        with ctx.meter:
+            try:
+                runner.run("finetune", 3, model.parameters(), 0.01, one_epoch, scaler=scaler)
+            except StopIteration:
+                pass
+        return model, scaler
+
+    whole_model, whole_scaler = run("whole")
+    _, cut_scaler = run("cut", stop_after=1)
+    assert cut_scaler.get_scale() != 2.0 ** 8
+    resumed_model, resumed_scaler = run("cut")  # same folder: the runner resumes at epoch 1
+    assert resumed_scaler.state_dict() == whole_scaler.state_dict()
+    for k, v in whole_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[k], v), k

@@ -37,13 +37,13 @@ class StageRunner:
     def __init__(self, ctx: RunContext, model: AdaptiveFrameModel) -> None:
         self.ctx, self.model = ctx, model
         self.path = ctx.job_dir / "checkpoint.pt"
-        self.state = {"done": [], "stage": None, "epoch": 0, "optimizer": None, "lam": None, "history": {},
-                      "measurement": None}  # energy/time of the training done so far, across restarts
+        self.state = {"done": [], "stage": None, "epoch": 0, "optimizer": None, "grad_scaler": None, "lam": None,
+                      "history": {}, "measurement": None}  # measurement: the training so far, across restarts
         if exists(self.path):
             saved = load_latest(self.path)
             model.load_state_dict(saved["model"])
             set_rng_state(saved["rng"])
-            self.state = {k: saved[k] for k in self.state}
+            self.state = {k: saved.get(k, v) for k, v in self.state.items()}  # grad_scaler: newer than some
             log.info("adaptive_frames: resuming at stage %s epoch %d", self.state["stage"], self.state["epoch"])
         self.epochs_run = 0
 
@@ -68,8 +68,10 @@ class StageRunner:
     def started(self, stage: str) -> bool:
         return self.done(stage) or self.state["stage"] == stage
 
-    def run(self, stage: str, epochs: int, params, lr: float, one_epoch, budget: BudgetController | None = None):
-        """one_epoch(optimizer, epoch, budget) -> history row. Returns the stage's history."""
+    def run(self, stage: str, epochs: int, params, lr: float, one_epoch, budget: BudgetController | None = None,
+            scaler: torch.amp.GradScaler | None = None):
+        """one_epoch(optimizer, epoch, budget) -> history row; `scaler`: the stage's fp16 GradScaler, checkpointed
+        with the optimizer. Returns the stage's history."""
         if self.done(stage):
             return self.state["history"].get(stage, [])
         optimizer = torch.optim.Adam(params, lr=lr)
@@ -77,6 +79,8 @@ class StageRunner:
         if self.state["stage"] == stage:
             start = self.state["epoch"]
             optimizer.load_state_dict(self.state["optimizer"])
+            if scaler is not None and self.state["grad_scaler"]:
+                scaler.load_state_dict(self.state["grad_scaler"])
             if budget is not None and self.state["lam"] is not None:
                 budget.lam = self.state["lam"]
         history = self.state["history"].setdefault(stage, [])
@@ -88,13 +92,14 @@ class StageRunner:
             self.ctx.logger.log({"unit": stage, **row}, None)
             self.epochs_run += 1
             self.state.update(stage=stage, epoch=epoch + 1, optimizer=optimizer.state_dict(),
+                              grad_scaler=None if scaler is None else scaler.state_dict(),
                               lam=budget.lam if budget is not None else None)
             self._save()
             if self.ctx.preemption.poll():  # any rank's signal: every rank stops after this same epoch
                 distributed.barrier()  # rank 0's checkpoint is on disk before any rank leaves
                 raise Preempted(self.ctx.preemption.agreed, self.epochs_run)
         self.state["done"].append(stage)
-        self.state.update(stage=None, epoch=0, optimizer=None, lam=None)
+        self.state.update(stage=None, epoch=0, optimizer=None, grad_scaler=None, lam=None)
         self._save()
         return history
 

@@ -97,9 +97,11 @@ def _pretrain_backbones(cfg, runner: StageRunner, model: AdaptiveFrameModel, dat
     flops = 0
     for i, res in enumerate(model.space.resolutions):
         loader = train_loader(data, bs, cfg.seed * 7 + 1 + i)
+        compute = compute_of(runner.ctx)
         fn = _stage_epoch(lambda bb=model.backbones[i], r=res, **kw: pretrain_backbone(bb, r, loss_fn=loss_fn, **kw),
-                          loader, compute=compute_of(runner.ctx))
-        runner.run(stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn)
+                          loader, compute=compute)
+        runner.run(stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn,
+                   scaler=compute.scaler)
         step = _Call(model.backbones[i], lambda bb, c, r=res: bb(resize(c.flatten(0, 1), r)).view(*c.shape[:2], -1)
                      .mean(dim=1))
         flops += m.pretrain_epochs * epoch_flops(step, (x,), y, bs, loss_fn, drop_last=data.stream is not None)
@@ -114,10 +116,10 @@ def _pretrain_policy_head(cfg, runner: StageRunner, model: AdaptiveFrameModel, d
     classifier. Returns its counted training FLOPs."""
     x, y, bs, epochs = data.train_clips, data.train_labels, cfg.optim.batch_size, cfg.method.pretrain_epochs
     loader = train_loader(data, bs, cfg.seed * 7 + 1 + model.space.num_resolutions)
-    fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader,
-                      compute=compute_of(runner.ctx))
+    compute = compute_of(runner.ctx)
+    fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader, compute=compute)
     params = [*model.policy.encoder.parameters(), *model.policy.classifier.parameters()]
-    runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn)
+    runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn, scaler=compute.scaler)
     return epochs * epoch_flops(_Call(model, policy_head_logits), (x,), y, bs, loss_fn,
                                 drop_last=data.stream is not None)
 
@@ -174,7 +176,8 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
                             cache=cached, budget=budget, start_epoch=epoch, generator=gen, compute=compute,
                             frozen_backbones=streaming)[-1]
 
-    runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget)
+    runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget,
+               scaler=compute.scaler)
     # Counted with argmax decisions (the Gumbel noise is elementwise: same matmuls, and no global RNG consumed).
     step = _Call(model, lambda mod, c, fl, low: mod.forward_train(c, 1.0, frame_logits=fl, low=low,
                                                                   deterministic=True).logits)
@@ -188,8 +191,10 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
     flops += m.policy_epochs * epoch_flops(step, inputs, y, bs, loss_fn, drop_last=streaming)
     if m.finetune_epochs > 0:
         loader = train_loader(data, bs, cfg.seed + 1)
+        compute = compute_of(ctx)  # a loss scale of its own, as the stage has its own optimizer
         fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader, compute=compute)
-        runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn)
+        runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn,
+                   scaler=compute.scaler)
         step = _Call(model, lambda mod, c: mod.forward_train(c, 1.0, deterministic=True).logits)
         flops += m.finetune_epochs * epoch_flops(step, (x,), y, bs, loss_fn, drop_last=streaming)
     return {"pretrain_source": source, "flops_pretrain": flops_pretrain, "flops_train": flops_pretrain + flops,
