@@ -122,3 +122,20 @@ def test_pair_is_refused_for_a_table_that_pairs_nothing_or_an_unknown_key(tmp_pa
         with pytest.raises(SystemExit) as exit_:
             main([*args, "--runs", str(tmp_path / "runs")])
         assert exit_.value.code == 2 and "--pair" in capsys.readouterr().err
+
+
+def test_rows_metered_beside_other_jobs_are_named_in_the_caption_as_upper_bounds(tmp_path):
+    """A job whose windows overlapped other metered jobs (joblib on one host) holds the host's shared power in full:
+    the caption names it and calls its energy an upper bound; a job metered alone is not named."""
+    def job(name, seed, overlapping):
+        row = {"lth/level": 1, "lth/kind": "ticket", "lth/percent_remaining": 80.0, "acc/test": 0.5, "seed": seed,
+               "energy/joules": 10.0, "energy/overlapping_jobs": overlapping}
+        write_job(tmp_path / "runs" / name, [row], lth_config(seed))
+
+    job("solo_job", 0, 0)
+    job("crowded", 1, 2)
+    out = tmp_path / "out"
+    assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    text = (out / "caption.txt").read_text()
+    assert "Energy of 1 job (crowded) was metered while other jobs ran on the same host" in text
+    assert "upper bounds" in text and "solo_job" not in text

@@ -166,6 +166,17 @@ def predating(rows: list[dict]) -> str:
     return " Runs that predate a config key ran with its schema default: " + "; ".join(parts) + "."
 
 
+def overlapped(rows: list[dict]) -> str:
+    """' Energy metered beside other jobs ... (N jobs: a, b, ...).' or '' (meter.peers: energy/overlapping_jobs)."""
+    folders = sorted({Path(str(r.get("job_dir"))).name for r in rows if number(r.get("energy/overlapping_jobs"))})
+    if not folders:
+        return ""
+    return (f" Energy of {len(folders)} job{'s' * (len(folders) > 1)} ({', '.join(folders[:4])}"
+            f"{', ...' if len(folders) > 4 else ''}) was metered while other jobs ran on the same host "
+            "(energy/overlapping_jobs > 0): each of their figures holds the host's whole shared (idle) power, so "
+            "those energy cells are upper bounds, and a sum over them counts the shared power more than once.")
+
+
 def caption(rows: list[dict], table: Table, about: str = "") -> str:
     """What was run, read from the runs' configs, what a cell means, then the table's own description."""
     parts = []
@@ -180,6 +191,6 @@ def caption(rows: list[dict], table: Table, about: str = "") -> str:
     if table.split_by:
         text += (f" Rows also differ in {', '.join(table.split_by)}: these config values differ between the runs, "
                  "so they are not pooled (--pool KEY pools them).")
-    text += predating(rows)
+    text += predating(rows) + overlapped(rows)
     text += f" {ERROR_BARS}" if table.aggregated else " One row per run, not aggregated."
     return f"{text} {about}".strip()

@@ -42,6 +42,7 @@ from experiments.tasks.ofa_eval import (
     as_channels,
     deployment_costs,
     evaluate_subnet,
+    on_cpu,
     recalibrate,
     recalibration_set,
     scaled_spec,
@@ -112,7 +113,8 @@ class Job:
     def on_device(self, model: torch.nn.Module, static: bool) -> tuple[dict, str]:
         """(train_phase keywords of the run's Runtime, what was compiled) with `model` moved to its device. The
         elastic supernet recompiles for every new sub-net (24-78 s each on CPU), so only a `static` model is
-        compiled; the caller moves the model back to the CPU for evaluation, recalibration and latency."""
+        compiled. Evaluation and BN recalibration run where the model is; latency and energy per inference on a
+        CPU copy (ofa_eval.deployment_costs)."""
         rt = self.ctx.runtime
         forward, compiled = rt.prepare_model(model, compile_it=rt.compile and static)
         if rt.compile and not static:
@@ -205,7 +207,6 @@ def train_supernet(job: Job) -> OFASupernet:
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
                                  optim=job.optim(), meter=distributed.summed_meter(job.ctx.meter),
                                  flops=TrainFlops(), grad_sync=distributed.average_gradients, **device_kw)
-        net.cpu()  # evaluation, recalibration, export and latency run on the CPU copy of the data
         if distributed.is_main():
             save_checkpoint(final, {"model": net.state_dict()})
         distributed.barrier()  # rank 0 has written final.pt before any rank reads it
@@ -225,7 +226,7 @@ def train_supernet(job: Job) -> OFASupernet:
 
     run_unit(unit_dir, job.ctx, reuse if job.cfg.method.supernet_from else work)
     net.load_state_dict(load_checkpoint(final)["model"])
-    return net
+    return net.to(job.ctx.runtime.device)  # sub-nets are recalibrated and evaluated on the run's device
 
 
 def reused_supernet(job: Job, net: OFASupernet, final: Path) -> dict:
@@ -233,6 +234,7 @@ def reused_supernet(job: Job, net: OFASupernet, final: Path) -> dict:
     training cost: that stays with the job that trained it)."""
     source = Path(job.cfg.method.supernet_from)
     net.load_state_dict(load_checkpoint(source / "supernet" / "final.pt")["model"])
+    net.to(job.ctx.runtime.device)
     if distributed.is_main():
         save_checkpoint(final, {"model": net.state_dict()})
     distributed.barrier()  # rank 0 has written final.pt before any rank reads it
@@ -370,6 +372,7 @@ def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency
                 model = export_subnet(net, cfg)
                 acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
                 val = accuracy(model, job.data.x_val, job.data.y_val, cfg.resolution)  # what was predicted
+                model = on_cpu(model)  # saved and deployed from the host
                 if distributed.is_main():
                     save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
                 row = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
@@ -410,9 +413,9 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
                               meter=distributed.summed_meter(job.ctx.meter), flops=TrainFlops(),
                               grad_sync=distributed.average_gradients, **device_kw)
-        model.cpu()  # recalibration, accuracy and latency on the CPU copy of the data
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
+        model.cpu()  # latency and energy per inference on the host CPU
         costs = deployment_costs(model, spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
                                  repeats=job.cfg.method.latency_repeats)
         return {**base_row(job, kind, cfg, model, FlopsTable(spec)), **extra, "acc/test": acc,

@@ -4,6 +4,7 @@ deployment costs (FLOPs, latency, energy per inference) of an exported sub-net, 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,20 +38,33 @@ def recalibration_set(x_train: torch.Tensor, samples: int, batches: int, seed: i
     return list(x_train[idx].chunk(batches))
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, resolution: int, batch: int = 500) -> float:
-    """Top-1 accuracy of `model` in eval mode on x resized to `resolution`."""
+    """Top-1 accuracy of `model` in eval mode on x resized to `resolution`, computed on the model's device (the
+    host tensors are copied over a batch at a time)."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct, device = 0, device_of(model)
     for i in range(0, len(x), batch):
-        correct += int((model(resize_input(x[i:i + batch], resolution)).argmax(1) == y[i:i + batch]).sum())
+        xb = resize_input(x[i:i + batch].to(device, non_blocking=True), resolution)
+        correct += int((model(xb).argmax(1) == y[i:i + batch].to(device)).sum())
     model.train(was_training)
     return correct / len(x)
 
 
 def recalibrate(model: torch.nn.Module, recal: list[torch.Tensor], resolution: int) -> None:
-    recalibrate_bn(model, [resize_input(b, resolution) for b in recal])
+    """BN statistics of the sub-net `model` runs, from the fixed recalibration batches, on the model's device."""
+    device = device_of(model)
+    recalibrate_bn(model, (resize_input(b.to(device, non_blocking=True), resolution) for b in recal))
+
+
+def on_cpu(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` itself on the CPU, else a CPU copy: latency and energy per inference are this host CPU's figures."""
+    return model if device_of(model).type == "cpu" else copy.deepcopy(model).cpu()
 
 
 def evaluate_subnet(net: OFASupernet, cfg: SubnetConfig, recal: list[torch.Tensor], x: torch.Tensor,
@@ -65,8 +79,10 @@ def evaluate_subnet(net: OFASupernet, cfg: SubnetConfig, recal: list[torch.Tenso
 def deployment_costs(model: torch.nn.Module, spec: SupernetSpec, cfg: SubnetConfig, meter, *, batch: int,
                      repeats: int, table: LatencyTable | None = None) -> dict:
     """FLOPs (analytic table), wall latency at batch 1 and `batch` (median), and energy per inference of an
-    exported sub-net on this machine; with a latency `table`, its prediction and relative error against a
-    measurement with the table's timer (thread CPU time as well when the table used it)."""
+    exported sub-net on this machine's CPU (a copy of a model trained on an accelerator); with a latency `table`,
+    its prediction and relative error against a measurement with the table's timer (thread CPU time as well when
+    the table used it)."""
+    model = on_cpu(model)
     x1 = torch.randn(1, spec.in_channels, *(cfg.resolution,) * spec.dims)
     xb = x1.expand(batch, *x1.shape[1:]).contiguous()
     row = {
