@@ -15,16 +15,23 @@ def temperature(epoch: int | float, tau0: float = 5.0, gamma: float = 0.045) -> 
     return tau0 * math.exp(-gamma * epoch)
 
 
-def gumbel_softmax_st(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_softmax_st(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """Hard one-hot sample in the forward pass, gradient of the soft sample in the backward pass.
 
-    logits: [..., A] -> [..., A] with exactly one 1 per row (forward); d/dlogits = d softmax((logits+g)/tau).
+    logits: [B, ..., A] -> [B, ..., A] with exactly one 1 per row (forward); d/dlogits = d softmax((logits+g)/tau).
+    shard (rank, world): `logits` is rank's 1/world of a global batch; the noise of the whole global batch is
+    drawn and this rank's rows kept, so with one generator seed on every rank the ranks together draw exactly
+    what one process draws for the global batch.
     """
     if tau <= 0:
         raise ValueError(f"gumbel_softmax_st: tau={tau} must be > 0")
+    rank, world = shard
+    b = logits.shape[0]
     # drawn where the generator lives (a CPU generator gives the same noise for a GPU run), then moved
     where = generator.device if generator is not None else logits.device
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=where).to(logits.device)
+    u = torch.rand((b * world, *logits.shape[1:]), generator=generator, dtype=logits.dtype, device=where)
+    u = u[rank * b:(rank + 1) * b].to(logits.device)
     e = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)  # Exp(1) sample
     g = -torch.log(e)
     soft = F.softmax((logits + g) / tau, dim=-1)

@@ -7,6 +7,7 @@ lam does not depend on the size of the backbones. Multiply by the top per-frame 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,13 +18,20 @@ def efficiency_term(flops: torch.Tensor, num_frames: int, top_frame_flops: float
     return flops.mean() / (num_frames * top_frame_flops)
 
 
-def usage_balance(decisions: torch.Tensor, looked: torch.Tensor) -> torch.Tensor:
+def usage_balance(decisions: torch.Tensor, looked: torch.Tensor,
+                  stats_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Squared distance of the batch's action usage from uniform; decisions [B, T, A], looked [B, T] -> scalar.
 
     Stops the policy collapsing onto one action early in training (AR-Net's usage-balance term).
+    stats_sum: under data parallelism, a differentiable sum over the ranks (e.g. sparse_moe.losses.all_reduce_sum)
+    so the usage is the global batch's; its backward sums the ranks' gradients, which the gradient average divides
+    back. Without it each rank balances its own shard.
     """
     a = decisions.shape[-1]
-    usage = decisions.sum(dim=(0, 1)) / looked.sum().clamp(min=1.0)
+    counts = torch.cat([decisions.sum(dim=(0, 1)), looked.sum().reshape(1)])
+    if stats_sum is not None:
+        counts = stats_sum(counts)
+    usage = counts[:a] / counts[a].clamp(min=1.0)
     return ((usage - 1.0 / a) ** 2).sum()
 
 

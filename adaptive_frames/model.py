@@ -107,11 +107,13 @@ class AdaptiveFrameModel(nn.Module):
         low: torch.Tensor | None = None,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> TrainOutput:
         """Differentiable pass, vectorised over the batch (Python loop over time only).
 
         clips [B, T, C, H, W]; frame_logits [B, T, R, K] and low [B, T, C, s, s] may be passed precomputed (e.g.
         with frozen backbones). deterministic=True uses argmax decisions (fine-tuning with a frozen policy).
+        shard (rank, world): the clips are rank's 1/world of a global batch (its Gumbel noise: gumbel_softmax_st).
         Skips are differentiable: frame t+m is looked at with weight 1 - (ST decision to skip over it).
         With the policy-head action, its logits (the head on `feats`) join frame_logits as one more processing
         action, mixed by the same ST decisions and charged the head's FLOPs.
@@ -128,7 +130,7 @@ class AdaptiveFrameModel(nn.Module):
         for i in range(t):
             looked = 1.0 - cover[i]
             logits, new_state = self.policy.step(feats[:, i], state)
-            a = straight_through(F.softmax(logits, -1)) if deterministic else gumbel_softmax_st(logits, tau, generator)
+            a = straight_through(F.softmax(logits, -1)) if deterministic else gumbel_softmax_st(logits, tau, generator, shard)
             a = a * looked[:, None]
             state = looked[:, None] * new_state + (1.0 - looked[:, None]) * state
             for j, k in enumerate(self.space.skips):

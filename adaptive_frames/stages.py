@@ -174,10 +174,14 @@ def train_policy(
     model: AdaptiveFrameModel, loader: Loader, optimizer: torch.optim.Optimizer, cfg: PolicyTrainConfig,
     loss_fn: LossFn = F.cross_entropy, cache: dict[str, torch.Tensor] | None = None,
     budget: BudgetController | None = None, start_epoch: int = 0, generator: torch.Generator | None = None,
-    compute: Compute = Compute(), frozen_backbones: bool = False,
+    compute: Compute = Compute(), frozen_backbones: bool = False, shard: tuple[int, int] = (0, 1),
+    stats_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Joint training with ST Gumbel-softmax, tau = tau0 * exp(-gamma * epoch).
 
+    Data parallel: `loader` yields rank's shard of every global batch, `shard` = (rank, world) and `generator`
+    seeded alike on every rank, so the ranks draw one process's Gumbel noise, and `stats_sum` (a differentiable
+    sum over the ranks) makes the usage-balance term the global batch's: N ranks train what one process does.
     Backbones are trained too if their parameters are in `optimizer`; pass `cache` (from `precompute`) to train
     only the policy on frozen backbones. Without a cache, `frozen_backbones=True` computes the same inputs per
     batch (streaming data, whose clips differ every epoch, so a cache would not hold): backbones in eval mode,
@@ -203,11 +207,11 @@ def train_policy(
             else:
                 extra = frozen_inputs(model, clips, compute) if frozen_backbones else {}
             with compute.context():
-                out = model.forward_train(clips, tau, generator=generator, **extra)
+                out = model.forward_train(clips, tau, generator=generator, shard=shard, **extra)
                 lam = budget.lam if budget is not None else cfg.lam
                 loss = loss_fn(_fp32(out.logits), labels) + lam * efficiency_term(out.flops, clips.shape[1], top)
                 if cfg.balance > 0:
-                    loss = loss + cfg.balance * usage_balance(out.decisions, out.looked)
+                    loss = loss + cfg.balance * usage_balance(out.decisions, out.looked, stats_sum)
             compute.step(loss, optimizer)
             mean_flops = float(out.flops.detach().mean())
             if budget is not None:

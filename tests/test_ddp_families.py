@@ -183,6 +183,44 @@ def test_af_stage_two_ranks_equal_one_process(tmp_path):
         assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k
 
 
+def _af_policy(rank: int, world: int) -> dict:
+    """Adaptive frames' policy stage (ST Gumbel-softmax, efficiency + usage-balance terms) on frozen backbones:
+    global batch 8 of 16 clips, this rank's shard; the Gumbel noise drawn for the global batch and sliced, the
+    usage statistics summed over the ranks, grads averaged. Returns the policy's weights."""
+    from adaptive_frames.data.loader import ClipLoader
+    from adaptive_frames.stages import Compute, PolicyTrainConfig, precompute, train_policy
+    from sparse_moe.losses import all_reduce_sum
+    from tests.adaptive_frames.af_testutils import small_model
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # exactness (see _ofa)
+    try:
+        model = distributed.convert_sync_bn(small_model(skips=(1, 2)))
+        g = torch.Generator().manual_seed(4)
+        clips, labels = torch.randn(16, 5, 1, 16, 16, generator=g), torch.randint(0, 3, (16,), generator=g)
+        cache = precompute(model, clips)
+        loader = ClipLoader(clips, labels, 8, shuffle=True, seed=3, rank=rank, world_size=world)
+        opt = torch.optim.Adam(model.policy.parameters(), lr=1e-2)
+        sync = distributed.average_optimizer_gradients if world > 1 else None
+        cfg = PolicyTrainConfig(epochs=2, tau0=1.0, gamma=0.0, lam=0.1, balance=0.5)
+        train_policy(model, loader, opt, cfg, cache=cache, generator=torch.Generator().manual_seed(7),
+                     compute=Compute(grad_sync=sync), shard=(rank, world),
+                     stats_sum=all_reduce_sum if world > 1 else None)
+    finally:
+        torch.set_default_dtype(before)
+    return model.policy.state_dict()
+
+
+@pytest.mark.slow  # the default suite covers the same hooks through OFA and MoE
+def test_af_policy_stage_two_ranks_equal_one_process(tmp_path):
+    """Gumbel noise and usage balance are batch-level: per shard, 2 ranks would not train what 1 process does."""
+    single = _af_policy(0, 1)
+    ranks = _spawn(_af_policy, tmp_path, 7)
+    for k, v in single.items():
+        assert torch.equal(ranks[0][k], ranks[1][k]) or "running" in k or "num_batches" in k, k
+        assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k
+
+
 SLURM_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist

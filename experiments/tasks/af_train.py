@@ -35,6 +35,7 @@ from experiments.tasks.af_data import VideoData
 from experiments.tasks.af_stages import StageRunner, backbone_cache_key
 from experiments.tasks.af_stream import train_loader
 from meter.flops import count_flops
+from sparse_moe.losses import all_reduce_sum
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,8 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
         gen.manual_seed(cfg.seed * 100_003 + epoch)  # Gumbel noise reproducible per epoch (resume)
         return train_policy(model, loader, optimizer, dataclasses.replace(pcfg, epochs=epoch + 1), loss_fn=loss_fn,
                             cache=cached, budget=budget, start_epoch=epoch, generator=gen, compute=compute,
-                            frozen_backbones=streaming)[-1]
+                            frozen_backbones=streaming, shard=distributed.world(),
+                            stats_sum=all_reduce_sum if distributed.world()[1] > 1 else None)[-1]
 
     runner.run("policy", m.policy_epochs, model.policy.parameters(), m.policy_lr, policy_epoch, budget,
                scaler=compute.scaler)
