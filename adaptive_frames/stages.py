@@ -181,7 +181,8 @@ def train_policy(
 
     Data parallel: `loader` yields rank's shard of every global batch, `shard` = (rank, world) and `generator`
     seeded alike on every rank, so the ranks draw one process's Gumbel noise, and `stats_sum` (a differentiable
-    sum over the ranks) makes the usage-balance term the global batch's: N ranks train what one process does.
+    sum over the ranks) makes the usage-balance term and the budget controller's FLOPs the global batch's: N ranks
+    train what one process does.
     Backbones are trained too if their parameters are in `optimizer`; pass `cache` (from `precompute`) to train
     only the policy on frozen backbones. Without a cache, `frozen_backbones=True` computes the same inputs per
     batch (streaming data, whose clips differ every epoch, so a cache would not hold): backbones in eval mode,
@@ -214,6 +215,9 @@ def train_policy(
                     loss = loss + cfg.balance * usage_balance(out.decisions, out.looked, stats_sum)
             compute.step(loss, optimizer)
             mean_flops = float(out.flops.detach().mean())
+            if stats_sum is not None:  # the global batch's mean: every rank's controller takes the same step
+                total = stats_sum(torch.stack([out.flops.detach().sum(), out.flops.new_tensor(len(out.flops))]))
+                mean_flops = float(total[0] / total[1])
             if budget is not None:
                 budget.update(mean_flops)
             b = clips.shape[0]

@@ -183,7 +183,7 @@ def test_af_stage_two_ranks_equal_one_process(tmp_path):
         assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k
 
 
-def _af_policy(rank: int, world: int) -> dict:
+def _af_policy(rank: int, world: int, budget: bool = False) -> dict:
     """Adaptive frames' policy stage (ST Gumbel-softmax, efficiency + usage-balance terms) on frozen backbones:
     global batch 8 of 16 clips, this rank's shard; the Gumbel noise drawn for the global batch and sliced, the
     usage statistics summed over the ranks, grads averaged. Returns the policy's weights."""
@@ -202,20 +202,30 @@ def _af_policy(rank: int, world: int) -> dict:
         loader = ClipLoader(clips, labels, 8, shuffle=True, seed=3, rank=rank, world_size=world)
         opt = torch.optim.Adam(model.policy.parameters(), lr=1e-2)
         sync = distributed.average_optimizer_gradients if world > 1 else None
-        cfg = PolicyTrainConfig(epochs=2, tau0=1.0, gamma=0.0, lam=0.1, balance=0.5)
-        train_policy(model, loader, opt, cfg, cache=cache, generator=torch.Generator().manual_seed(7),
-                     compute=Compute(grad_sync=sync), shard=(rank, world),
-                     stats_sum=all_reduce_sum if world > 1 else None)
+        target = 0.4 * model.dense_flops(clips.shape[1]) / 1e9 if budget else 0.0
+        cfg = PolicyTrainConfig(epochs=2, tau0=1.0, gamma=0.0, lam=0.1, balance=0.5, budget_gflops=target,
+                                budget_lr=0.2)
+        hist = train_policy(model, loader, opt, cfg, cache=cache, generator=torch.Generator().manual_seed(7),
+                            compute=Compute(grad_sync=sync), shard=(rank, world),
+                            stats_sum=all_reduce_sum if world > 1 else None)
     finally:
         torch.set_default_dtype(before)
-    return model.policy.state_dict()
+    return {**model.policy.state_dict(), "lam": torch.tensor([h["lam"] for h in hist])}
+
+
+def _af_policy_budget(rank: int, world: int) -> dict:
+    return _af_policy(rank, world, budget=True)
 
 
 @pytest.mark.slow  # the default suite covers the same hooks through OFA and MoE
-def test_af_policy_stage_two_ranks_equal_one_process(tmp_path):
-    """Gumbel noise and usage balance are batch-level: per shard, 2 ranks would not train what 1 process does."""
-    single = _af_policy(0, 1)
-    ranks = _spawn(_af_policy, tmp_path, 7)
+@pytest.mark.parametrize("fn", [_af_policy, _af_policy_budget])
+def test_af_policy_stage_two_ranks_equal_one_process(tmp_path, fn):
+    """Gumbel noise, usage balance and the budget controller's FLOPs are batch-level: per shard, 2 ranks would not
+    train what 1 process does (and each rank's lam would drift its own way)."""
+    single = fn(0, 1)
+    ranks = _spawn(fn, tmp_path, 7)
+    if fn is _af_policy_budget:
+        assert single["lam"].min() != single["lam"].max()  # the controller moved lam: the equality covers it
     for k, v in single.items():
         assert torch.equal(ranks[0][k], ranks[1][k]) or "running" in k or "num_batches" in k, k
         assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k

@@ -131,10 +131,9 @@ def train(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoData) -> d
     flops_pretrain is the backbones' pretraining (what every baseline needs too); pretrain/policy, which only
     the learned policy needs, counts towards flops_train only."""
     loss_fn, _ = data.loss_and_metric()
-    if distributed.world()[1] > 1 and (cfg.method.budget_gflops > 0 or data.stream is not None):
-        raise ConfigError(f"adaptive frames on {distributed.world()[1]} ranks: method.budget_gflops="
-                         f"{cfg.method.budget_gflops}, data.stream={'set' if data.stream is not None else None}; "
-                         "allowed under DDP: method.budget_gflops=0 and in-memory clips (one process otherwise)")
+    if distributed.world()[1] > 1 and data.stream is not None:
+        raise ConfigError(f"adaptive frames on {distributed.world()[1]} ranks with streamed videos (data.stream set);"
+                         " allowed under DDP: in-memory clips (streamed videos: one process)")
     if cfg.ddp.sync_bn:
         distributed.convert_sync_bn(model)  # backbones' and policy's BN statistics over the global batch
     runner = StageRunner(ctx, model)
