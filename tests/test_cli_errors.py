@@ -159,3 +159,10 @@ def test_a_failure_never_replaces_a_completed_summary(finished_run, monkeypatch)
 def test_run_folder_errors_are_their_own_kind():
     assert kind_of(RunFolderError("x")).exit_code == 5 and kind_of(InputError("x")).exit_code == 4
     assert kind_of(ValueError("x")) is None  # unexpected: internal, exit 1
+
+
+@pytest.mark.parametrize("experiment, model", [("moe_charlm", "nosuch"), ("moe_clustered", "char_transformer")])
+def test_an_moe_model_name_its_group_does_not_build_is_a_config_error(experiment, model):
+    """It used to reach the model registry at run time: a KeyError, exit 1 ("internal error")."""
+    with pytest.raises(ConfigError, match=f"model.name='{model}' is invalid; allowed: "):
+        validate(compose([f"experiment={experiment}", f"model.name={model}"]))

@@ -9,7 +9,7 @@ from experiments.schema import check as _check
 from experiments.schema import schema
 from experiments.token_data import TokensDataCfg  # noqa: F401  (registers data=tokens)
 from sparse_moe.data import ClusteredRegressionConfig
-from sparse_moe.models import CharTransformerConfig, RegressionMLPConfig
+from sparse_moe.models import MODELS, CharTransformerConfig, RegressionMLPConfig
 
 
 @schema("data", "base_clustered")
@@ -43,11 +43,20 @@ class CharDataCfg:
 
 
 
+def _check_model_name(name: str, kind: str) -> None:
+    """model.name must be a sparse_moe model of this schema's kind (a config error, exit 2, not a KeyError)."""
+    _check(name == kind, "model.name", name, f"{kind} (the model this model group builds; another sparse_moe model "
+           f"({', '.join(n for n in sorted(MODELS.names()) if n != kind)}) is its own group: model=<group>)")
+
+
 @schema("model", "base_moe_regression")
 @dataclass
 class MoERegressionModelCfg(RegressionMLPConfig):
     name: str = "regression_mlp"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_model_name(self.name, "regression_mlp")
 
 
 @schema("model", "base_moe_char")
@@ -56,4 +65,8 @@ class MoECharModelCfg(CharTransformerConfig):
     """vocab_size is set from the corpus at run time."""
 
     name: str = "char_transformer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_model_name(self.name, "char_transformer")
 
