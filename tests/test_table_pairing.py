@@ -137,5 +137,18 @@ def test_rows_metered_beside_other_jobs_are_named_in_the_caption_as_upper_bounds
     out = tmp_path / "out"
     assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = (out / "caption.txt").read_text()
-    assert "Energy of 1 job (crowded) was metered while other jobs ran on the same host" in text
+    assert "Energy of 1 job (runs/crowded) was metered while other jobs ran on the same host" in text
     assert "upper bounds" in text and "solo_job" not in text
+
+
+def test_a_paired_table_labels_overlapping_energy_from_the_jobs_records(tmp_path):
+    """Paired tables derive their rows (the energy keys are not in them): the label reads the jobs' records."""
+    from tests.table_fixtures import ofa_config, ofa_rows
+
+    for seed in (0, 1):
+        rows = [{**r, "energy/overlapping_jobs": seed} for r in ofa_rows(seed)]  # seed 1's job had a neighbour
+        write_job(tmp_path / "runs" / f"ps_{seed}", rows, ofa_config(seed))
+    out = tmp_path / "out"
+    assert main(["ofa_ps_vs_scratch", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    text = (out / "caption.txt").read_text()
+    assert "Energy of 1 job (runs/ps_1) was metered while other jobs ran" in text and "ps_0" not in text

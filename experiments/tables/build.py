@@ -168,7 +168,8 @@ def predating(rows: list[dict]) -> str:
 
 def overlapped(rows: list[dict]) -> str:
     """' Energy metered beside other jobs ... (N jobs: a, b, ...).' or '' (meter.peers: energy/overlapping_jobs)."""
-    folders = sorted({Path(str(r.get("job_dir"))).name for r in rows if number(r.get("energy/overlapping_jobs"))})
+    folders = sorted({"/".join(Path(str(r.get("job_dir"))).parts[-2:]) for r in rows
+                      if number(r.get("energy/overlapping_jobs"))})
     if not folders:
         return ""
     return (f" Energy of {len(folders)} job{'s' * (len(folders) > 1)} ({', '.join(folders[:4])}"
@@ -177,8 +178,9 @@ def overlapped(rows: list[dict]) -> str:
             "those energy cells are upper bounds, and a sum over them counts the shared power more than once.")
 
 
-def caption(rows: list[dict], table: Table, about: str = "") -> str:
-    """What was run, read from the runs' configs, what a cell means, then the table's own description."""
+def caption(rows: list[dict], table: Table, about: str = "", records: list[dict] | None = None) -> str:
+    """What was run, read from the runs' configs, what a cell means, then the table's own description.
+    `records`: the runs' own records when `rows` were derived from them (paired tables), for their energy labels."""
     parts = []
     for words, key in CAPTION_KEYS:
         values = sorted({v for r in rows if (v := config_value(r, key)) not in (WILDCARD, None)}, key=sort_key)
@@ -191,6 +193,6 @@ def caption(rows: list[dict], table: Table, about: str = "") -> str:
     if table.split_by:
         text += (f" Rows also differ in {', '.join(table.split_by)}: these config values differ between the runs, "
                  "so they are not pooled (--pool KEY pools them).")
-    text += predating(rows) + overlapped(rows)
+    text += predating(rows) + overlapped(rows if records is None else records)
     text += f" {ERROR_BARS}" if table.aggregated else " One row per run, not aggregated."
     return f"{text} {about}".strip()

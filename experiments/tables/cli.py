@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     table = build_table(rows, columns, group_by, pool, sort_by=spec.sort_by if spec else None)
     if spec and spec.checks and rows:
         table.statements = spec.checks(rows, table)
-    text = caption(rows, table, spec.about if spec else "")
+    text = caption(rows, table, spec.about if spec else "", records=runs.rows)
     print(RENDERERS[args.format](table, text))
     for m in runs.missing:
         print(f"missing: {m}", file=sys.stderr)
