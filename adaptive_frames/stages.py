@@ -182,7 +182,7 @@ def train_policy(
     Data parallel: `loader` yields rank's shard of every global batch, `shard` = (rank, world) and `generator`
     seeded alike on every rank, so the ranks draw one process's Gumbel noise, and `stats_sum` (a differentiable
     sum over the ranks) makes the usage-balance term and the budget controller's FLOPs the global batch's: N ranks
-    train what one process does.
+    train what one process does. The epoch rows are then the whole epoch's too (every rank's shard).
     Backbones are trained too if their parameters are in `optimizer`; pass `cache` (from `precompute`) to train
     only the policy on frozen backbones. Without a cache, `frozen_backbones=True` computes the same inputs per
     batch (streaming data, whose clips differ every epoch, so a cache would not hold): backbones in eval mode,
@@ -228,6 +228,12 @@ def train_policy(
             sums["lam"] += lam * b
             usage += out.decisions.detach().sum(dim=(0, 1))
             looked_total += float(out.looked.detach().sum())
+        if stats_sum is not None:  # the epoch's figures over every rank's shard (the same row on every rank)
+            total = stats_sum(torch.tensor([*sums.values(), n, looked_total], dtype=torch.float64,
+                                           device=usage.device))
+            sums = dict(zip(sums, total[:len(sums)].tolist()))
+            n, looked_total = int(total[len(sums)]), float(total[len(sums) + 1])
+            usage = stats_sum(usage)
         row = {"epoch": epoch, "tau": tau, **{k: v / n for k, v in sums.items()}}
         row["gflops"] = row.pop("flops") / 1e9
         for name, u in zip(model.space.names(), usage / max(looked_total, 1.0)):

@@ -192,6 +192,31 @@ def average_gradients(module: nn.Module) -> None:
     _average(module.parameters())
 
 
+def broadcast_buffers(module: nn.Module) -> None:
+    """Every buffer of `module` (BatchNorm running statistics, counters) := rank 0's, one broadcast per (device,
+    dtype). DDP does this before each forward (broadcast_buffers); the research loops do it after each step, so
+    every rank holds rank 0's state, and a checkpoint (rank 0's) resumes every rank where it was."""
+    if world()[1] == 1:
+        return
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for b in module.buffers():
+        groups.setdefault((b.device, b.dtype), []).append(b)
+    for bufs in groups.values():
+        flat = torch.cat([b.reshape(-1) for b in bufs])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for b in bufs:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def sync_step(module: nn.Module) -> None:
+    """The research loops' per-step data-parallel sync (OFA's `grad_sync`): gradients averaged over the ranks,
+    buffers taken from rank 0."""
+    average_gradients(module)
+    broadcast_buffers(module)
+
+
 def average_optimizer_gradients(optimizer: torch.optim.Optimizer) -> None:
     """`average_gradients` over the parameters an optimizer steps (adaptive_frames' `Compute.grad_sync`)."""
     _average(p for g in optimizer.param_groups for p in g["params"])

@@ -65,11 +65,16 @@ def epoch_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], labels: tor
     return total
 
 
-def compute_of(ctx: RunContext) -> Compute:
+def compute_of(ctx: RunContext, model: nn.Module) -> Compute:
     """The stages' device, autocast and fp16 GradScaler from the run's Runtime (the model must be on its device),
-    and under torch.distributed the gradient average over ranks."""
+    and under torch.distributed the per-step sync: gradients averaged over the ranks, `model`'s buffers (BN
+    statistics) taken from rank 0, so every rank holds the state rank 0 checkpoints."""
     rt = ctx.runtime
-    sync = distributed.average_optimizer_gradients if distributed.world()[1] > 1 else None
+    sync = None
+    if distributed.world()[1] > 1:
+        def sync(optimizer: torch.optim.Optimizer) -> None:
+            distributed.average_optimizer_gradients(optimizer)
+            distributed.broadcast_buffers(model)
     return Compute(rt.device, rt.autocast, rt.grad_scaler(), grad_sync=sync)
 
 
@@ -98,7 +103,7 @@ def _pretrain_backbones(cfg, runner: StageRunner, model: AdaptiveFrameModel, dat
     flops = 0
     for i, res in enumerate(model.space.resolutions):
         loader = train_loader(data, bs, cfg.seed * 7 + 1 + i)
-        compute = compute_of(runner.ctx)
+        compute = compute_of(runner.ctx, model)
         fn = _stage_epoch(lambda bb=model.backbones[i], r=res, **kw: pretrain_backbone(bb, r, loss_fn=loss_fn, **kw),
                           loader, compute=compute)
         runner.run(stages[i], m.pretrain_epochs, model.backbones[i].parameters(), cfg.optim.lr, fn,
@@ -117,7 +122,7 @@ def _pretrain_policy_head(cfg, runner: StageRunner, model: AdaptiveFrameModel, d
     classifier. Returns its counted training FLOPs."""
     x, y, bs, epochs = data.train_clips, data.train_labels, cfg.optim.batch_size, cfg.method.pretrain_epochs
     loader = train_loader(data, bs, cfg.seed * 7 + 1 + model.space.num_resolutions)
-    compute = compute_of(runner.ctx)
+    compute = compute_of(runner.ctx, model)
     fn = _stage_epoch(lambda **kw: pretrain_policy_head(model, loss_fn=loss_fn, **kw), loader, compute=compute)
     params = [*model.policy.encoder.parameters(), *model.policy.classifier.parameters()]
     runner.run("pretrain/policy", epochs, params, cfg.optim.lr, fn, scaler=compute.scaler)
@@ -150,7 +155,7 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
     m, n, t = cfg.method, len(data.train_clips), data.num_frames
     x, y, bs = data.train_clips, data.train_labels, cfg.optim.batch_size
     streaming = data.stream is not None
-    compute = compute_of(ctx)
+    compute = compute_of(ctx, model)
     source, flops_pretrain = _pretrain_backbones(cfg, runner, model, data)
 
     if streaming:  # clips differ every epoch: the frozen backbones run per batch (counted below), no cache
@@ -192,7 +197,7 @@ def _train_stages(cfg, ctx: RunContext, model: AdaptiveFrameModel, data: VideoDa
     flops += m.policy_epochs * epoch_flops(step, inputs, y, bs, loss_fn, drop_last=streaming)
     if m.finetune_epochs > 0:
         loader = train_loader(data, bs, cfg.seed + 1)
-        compute = compute_of(ctx)  # a loss scale of its own, as the stage has its own optimizer
+        compute = compute_of(ctx, model)  # a loss scale of its own, as the stage has its own optimizer
         fn = _stage_epoch(lambda **kw: finetune(model, loss_fn=loss_fn, **kw), loader, compute=compute)
         runner.run("finetune", m.finetune_epochs, model.backbones.parameters(), cfg.optim.lr, fn,
                    scaler=compute.scaler)

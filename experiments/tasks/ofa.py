@@ -206,7 +206,7 @@ def train_supernet(job: Job) -> OFASupernet:
                                  teacher_after=teacher_arg(m.teacher),
                                  seed=job.cfg.seed, kd_weight=m.kd_weight, label_smoothing=m.label_smoothing,
                                  optim=job.optim(), meter=distributed.summed_meter(job.ctx.meter),
-                                 flops=TrainFlops(), grad_sync=distributed.average_gradients, **device_kw)
+                                 flops=TrainFlops(), grad_sync=distributed.sync_step, **device_kw)
         if distributed.is_main():
             save_checkpoint(final, {"model": net.state_dict()})
         distributed.barrier()  # rank 0 has written final.pt before any rank reads it
@@ -412,7 +412,7 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
                               lr=job.cfg.optim.lr, name=kind, seed=job.cfg.seed, optim=job.optim(),
                               label_smoothing=job.cfg.method.label_smoothing, state=state, on_epoch_end=hook,
                               meter=distributed.summed_meter(job.ctx.meter), flops=TrainFlops(),
-                              grad_sync=distributed.average_gradients, **device_kw)
+                              grad_sync=distributed.sync_step, **device_kw)
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
         model.cpu()  # latency and energy per inference on the host CPU
