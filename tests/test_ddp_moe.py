@@ -140,6 +140,7 @@ def _shard_balance(rank, world):
     return out
 
 
+@pytest.mark.slow  # a second 2-process MoE case (one per family stays in the fast suite)
 def test_balance_loss_across_ranks_is_the_global_batch_loss(tmp_path):
     """Exact small case: the across-ranks loss on each half equals the 12-token loss, and each rank's gradient is
     that half of the 12-token gradient; the per-shard loss is not (the reason for the option)."""
