@@ -16,14 +16,23 @@ Families (paper shapes; --smoke shrinks them):
                    batch 8; task path experiments.trainer.fit with the MoE objective
 Arms: fp32 eager, bf16 autocast, torch.compile (fp32). Every arm of every family is wrapped: an error is recorded
 in the JSON and the rest still run; arms past --budget-s are skipped (compile arms run last).
+
+Tasks (`--tasks`, default on a GPU: every experiment that runs offline): each through the real CLI under
+debug=fast on the device in bf16 (`python -m experiments.run experiment=E debug=fast device=... precision=bf16`),
+so the paths the arms above do not touch run too (OFA sub-net recalibration/evaluation on the device, the AF stages
+and their checkpoints, NVML energy in the rows): exit code, wall time, and what the rows say (runtime/device,
+energy methods, joules).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import replace
@@ -393,6 +402,34 @@ class MoEGPTSmall:
 FAMILIES = {"resnet20_cifar": ResNet20, "ofa_mbv3": OFAMobileNetV3, "arnet": ARNet, "moe_gpt_small": MoEGPTSmall}
 
 
+# ---------------------------------------------------------------------------------------------- tasks
+OFFLINE_TASKS = ("lth_mnist1d", "moe_clustered", "moe_charlm", "ofa_mnist1d", "af_needle")  # no data files needed
+
+
+def run_task(experiment: str, device: torch.device, precision: str, folder: Path, timeout_s: float) -> dict:
+    """One experiment under debug=fast through the CLI on `device`: exit code, wall seconds, and its rows' runtime
+    and energy labels (the whole-task GPU path: data, model, eval, checkpoints, NVML)."""
+    run_dir = folder / experiment
+    cmd = [sys.executable, "-m", "experiments.run", f"experiment={experiment}", "debug=fast", "progress=false",
+           f"device={device}", f"precision={precision}", f"hydra.run.dir={run_dir}"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                              timeout=timeout_s, env={**os.environ, "WANDB_MODE": "disabled"})
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:g} s", "wall_s": time.perf_counter() - t0}
+    out = {"returncode": proc.returncode, "wall_s": time.perf_counter() - t0}
+    summary = run_dir / "summary.json"
+    if proc.returncode != 0 or not summary.exists():
+        return {**out, "stderr_tail": proc.stderr[-2000:]}
+    rows = json.loads(summary.read_text())["records"]
+    out.update(rows=len(rows), devices=sorted({str(r.get("runtime/device")) for r in rows}),
+               precision=sorted({str(r.get("runtime/precision")) for r in rows}),
+               energy_methods=sorted({str(r.get("energy/method")) for r in rows}),
+               joules=sum(r.get("energy/joules") or 0.0 for r in rows))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- main
 def run_arm(family, rt: Runtime, args, energy) -> dict:
     samples = family.batch
@@ -418,6 +455,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 3; smoke 1)")
     parser.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 2; smoke 1)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="skip arms that would start after this")
+    parser.add_argument("--tasks", default=None, help="experiments to run through the CLI under debug=fast, "
+                        f"comma-separated, or none (default: {','.join(OFFLINE_TASKS)} on a GPU, none on a CPU)")
+    parser.add_argument("--task-timeout-s", type=float, default=120.0)
     args = parser.parse_args(argv)
     args.steps = args.steps or (3 if args.smoke else 12)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 3)
@@ -457,6 +497,14 @@ def main(argv: list[str] | None = None) -> dict:
             bare = entry.get(arm, {}).get("bare", {}).get("samples_per_s")
             if base and bare:
                 entry[arm]["bare_speedup_vs_fp32"] = bare / base
+    tasks = args.tasks if args.tasks is not None else ",".join(OFFLINE_TASKS) if device.type == "cuda" else ""
+    precision = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp32"
+    with tempfile.TemporaryDirectory(prefix="gpu_check_tasks_") as folder:
+        for experiment in filter(None, tasks.split(",") if tasks != "none" else []):
+            result = run_task(experiment, device, precision, Path(folder), args.task_timeout_s)
+            report.setdefault("tasks", {})[experiment] = result
+            print(f"task {experiment:15s} " + json.dumps({k: v for k, v in result.items() if k != "stderr_tail"}),
+                  flush=True)
     report["info"]["wall_s"] = time.perf_counter() - start
     args.out.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {args.out}")

@@ -308,3 +308,15 @@ def test_af_stage_runner_checkpoints_the_fp16_loss_scale_and_resumes(tmp_path):
     assert resumed_scaler.state_dict() == whole_scaler.state_dict()
     for k, v in whole_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[k], v), k
+
+
+def test_gpu_check_task_arm_runs_an_experiment_through_the_cli_and_reads_its_rows(tmp_path):
+    """The --tasks plumbing on a CPU (on a GPU it runs every offline experiment on the device in bf16)."""
+    import benchmarks.gpu_check as gpu_check
+
+    report = gpu_check.main(["--smoke", "--device", "cpu", "--families", "resnet20_cifar", "--arms", "fp32",
+                             "--tasks", "moe_clustered", "--out", str(tmp_path / "c.json"), "--budget-s", "1e9"])
+    task = report["tasks"]["moe_clustered"]
+    assert task["returncode"] == 0, task.get("stderr_tail")
+    assert task["rows"] >= 1 and task["devices"] == ["cpu"] and task["precision"] == ["bf16"]
+    assert task["joules"] > 0 and all("estimated" in m for m in task["energy_methods"])  # no NVML here
