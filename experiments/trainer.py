@@ -282,7 +282,11 @@ class _Trainer:
         with self.runtime.autocast():  # fp32: no-op; the loss itself is reported in fp32
             loss = objective.loss(train_model, xb, yb)
         loss = loss.float() if loss.dtype in (torch.float16, torch.bfloat16) else loss
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if world_size > 1 and distributed.agree_max(int(not finite)):  # every rank stops, none waits in backward
+            raise NonFiniteLossError(f"{spec.tag}: training loss is not finite on at least one of {world_size} "
+                                     f"ranks at step {loop.step} (this rank's: {float(loss.detach())})")
+        if not finite:
             raise NonFiniteLossError(f"{spec.tag}: training loss is {float(loss.detach())} at step {loop.step}")
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:

@@ -185,6 +185,16 @@ def _teacher_cfg(teacher: nn.Module, res: int) -> SubnetConfig | None:
     return replace(ArchSpace.full(teacher.spec).largest(), resolution=res)
 
 
+def _finite_on_every_rank(loss: float, world_size: int) -> bool:
+    """`loss` is finite here and (under torch.distributed) on every other rank: one tiny MAX all-reduce."""
+    bad = not math.isfinite(loss)
+    if world_size > 1:
+        flag = torch.tensor([int(bad)])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        bad = bool(flag.item())
+    return not bad
+
+
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, **rest) -> dict:
     """An epoch-end state that later training cannot mutate (tensors cloned); with fp16, the loss scale too."""
     return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -248,9 +258,11 @@ def train_phase(
                                    phase.subnets_per_step)
                 loss = _step(net, cfgs, x, y, opt, teacher, kd_weight, label_smoothing, draw.inplace, flops,
                              counters, grad_sync, batches.world_size, _Precision(autocast, scaler, forward))
-                if not math.isfinite(loss):  # stop before a diverged net is checkpointed as if healthy
-                    raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} on sub-nets "
-                                             f"{[str(c) for c in cfgs]}; lower the lr ({lr:g}) or check the data")
+                # stop before a diverged net is checkpointed as if healthy: every rank at once, none left waiting
+                if not _finite_on_every_rank(loss, batches.world_size):
+                    raise FloatingPointError(f"phase {phase.name!r} step {step}: loss {loss} (this rank) on sub-nets "
+                                             f"{[str(c) for c in cfgs]}, not finite on at least one rank; lower the "
+                                             f"lr ({lr:g}) or check the data")
                 loss_sum += loss
                 run["step"] = step + 1
         row = {"epoch": epoch, "loss": loss_sum / max(len(batches), 1), "lr": lr,

@@ -231,6 +231,58 @@ def test_af_policy_stage_two_ranks_equal_one_process(tmp_path, fn):
         assert torch.allclose(ranks[0][k].double(), v.double(), rtol=1e-10, atol=1e-12), k
 
 
+def _nan_on_rank1(rank: int, world: int) -> list:
+    """Rank 1 alone meets a non-finite loss (the shared loop: at its 3rd step; OFA's: at its first), and both ranks
+    must stop there with the error (a rank that raised alone would leave the other waiting in a collective)."""
+    from experiments.config import OptimCfg
+    from experiments.data import Splits
+    from experiments.objectives import Classification
+    from experiments.trainer import NonFiniteLossError, fit
+    from meter import Meter, MeterConfig
+    from once_for_all.training import train_phase
+
+    class NaNOnRank1(Classification):
+        calls = 0
+
+        def loss(self, model, xb, yb):
+            self.calls += 1
+            loss = super().loss(model, xb, yb)
+            return loss * float("nan") if rank == 1 and self.calls == 3 else loss
+
+    out = []
+    torch.manual_seed(0)
+    x = torch.randn(80, 12, generator=torch.Generator().manual_seed(0))
+    data = Splits(x[:48], x[:48, :4].argmax(1), x[48:64], x[48:64, :4].argmax(1), x[64:], x[64:, :4].argmax(1))
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    try:
+        with Meter(MeterConfig(enabled=False), out_dir=None) as meter:
+            fit(model, data, OptimCfg(name="sgd", lr=0.05, batch_size=8, epochs=2), seed=1, total_steps=12,
+                tag="t", meter=meter, progress=False, objective=NaNOnRank1())
+        out.append("no error")
+    except NonFiniteLossError as e:
+        out.append(str(e))
+
+    net = OFASupernet(SPEC_1D)
+    g = torch.Generator().manual_seed(1)
+    xs, ys = torch.randn(32, 1, 16, generator=g), torch.randint(0, 5, (32,), generator=g)
+    if rank == 1:
+        xs[:] = float("nan")  # rank 1's every shard: its first loss is nan (rank 0's is finite)
+    try:
+        train_phase(net, Phase("full", 1, 0.05), Batches(xs, ys, 8, rank, world), seed=0, optim=OptimConfig(),
+                    grad_sync=distributed.sync_step)
+        out.append("no error")
+    except FloatingPointError as e:
+        out.append(str(e))
+    return out
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
+    ranks = _spawn(_nan_on_rank1, tmp_path, 8)
+    for rank, (trainer, ofa) in enumerate(ranks):
+        assert "not finite on at least one of 2 ranks at step 2" in trainer, (rank, trainer)
+        assert "phase 'full' step 0:" in ofa and "not finite on at least one rank" in ofa, (rank, ofa)
+
+
 SLURM_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
