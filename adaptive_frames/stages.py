@@ -53,7 +53,12 @@ class Compute:
         return self.autocast() if self.autocast is not None else nullcontext()
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """zero_grad, backward, optimizer step (scaled, and skipped on inf/nan gradients, with a GradScaler)."""
+        """zero_grad, backward, optimizer step (scaled, and skipped on inf/nan gradients, with a GradScaler).
+        A non-finite loss on any rank raises FloatingPointError on every rank, before a diverged model is
+        checkpointed as if healthy."""
+        if not _finite_on_every_rank(loss.detach()):
+            raise FloatingPointError(f"training loss is not finite (this rank's: {float(loss.detach())}) on at "
+                                     "least one rank; lower the learning rate or check the data")
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
@@ -66,6 +71,15 @@ class Compute:
             self.grad_sync(optimizer)  # scaled grads: averaging commutes with the unscale
         self.scaler.step(optimizer)
         self.scaler.update()
+
+
+def _finite_on_every_rank(loss: torch.Tensor) -> bool:
+    """One isfinite check, and under torch.distributed one MAX all-reduce so every rank agrees."""
+    bad = (~torch.isfinite(loss)).any().to(torch.int64).reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        bad = bad.cpu()
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    return not bool(bad.item())
 
 
 def _fp32(t: torch.Tensor) -> torch.Tensor:

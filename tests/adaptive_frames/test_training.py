@@ -75,3 +75,14 @@ def test_stages_run_and_lam_trades_accuracy_terms_for_cost():
     assert len(ft) == 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))  # policy frozen
     assert all(p.requires_grad for p in model.policy.parameters())  # and unfrozen afterwards
+
+
+def test_a_non_finite_loss_stops_the_stage_before_any_step():
+    from adaptive_frames.stages import Compute
+
+    model = torch.nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(FloatingPointError, match=r"not finite \(this rank's: nan\)"):
+        Compute().step(model(torch.full((4, 3), float("nan"))).sum(), opt)
+    assert torch.equal(model.weight, before)
