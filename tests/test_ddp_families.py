@@ -276,6 +276,7 @@ def _nan_on_rank1(rank: int, world: int) -> list:
     return out
 
 
+@pytest.mark.slow  # multi-process cases beyond one per family run in the slow suite
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
     ranks = _spawn(_nan_on_rank1, tmp_path, 8)
     for rank, (trainer, ofa) in enumerate(ranks):

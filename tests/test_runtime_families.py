@@ -310,6 +310,7 @@ def test_af_stage_runner_checkpoints_the_fp16_loss_scale_and_resumes(tmp_path):
         assert torch.equal(resumed_model.state_dict()[k], v), k
 
 
+@pytest.mark.slow  # a CLI subprocess; the default suite runs the arms' smoke above
 def test_gpu_check_task_arm_runs_an_experiment_through_the_cli_and_reads_its_rows(tmp_path):
     """The --tasks plumbing on a CPU (on a GPU it runs every offline experiment on the device in bf16)."""
     import benchmarks.gpu_check as gpu_check
