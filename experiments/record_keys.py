@@ -146,6 +146,7 @@ RECORD_KEYS: dict[str, str] = {
     "latency/table_rel_error": "(table - measured with the table's timer) / measured, batch 1",
     "latency/entries": "entries in the latency table",
     "latency/num_threads": "torch intra-op threads latency was measured with",
+    "latency/device": "the device latency and energy per inference were measured on (method.latency_device)",
     "infer/joules_per_sample": "energy per inference (J), measured where a source exists",
     "infer/energy_method": "how infer/joules_per_sample was obtained",
     "infer/energy_estimated": "true when infer/joules_per_sample is an estimate",

@@ -62,6 +62,7 @@ def rows_by_kind(rows):
     ("method.predictor_ensemble=0", "method.predictor_ensemble"),
     ("method.search.uncertainty_penalty=1.0", "method.search.uncertainty_penalty"),  # one member has no spread
     ("method.search.uncertainty_penalty=-1", "method.search.uncertainty_penalty"),
+    ("method.latency_device=gpu", "method.latency_device"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
@@ -97,6 +98,7 @@ def test_one_row_per_unit_budgets_respected_and_exports_reproduce_rows(tmp_path)
     assert not [k for r in rows for k in ROW_KEYS if k not in r]
     assert not [k for r in rows for k in undocumented_keys(r)]  # every key is in experiments/record_keys.py
     kinds = rows_by_kind(rows)
+    assert {r["latency/device"] for r in rows if "latency/b1_ms" in r or "latency/entries" in r} == {"cpu"}
     assert [len(kinds[k]) for k in ("supernet", "latency_table", "ofa_corner", "predictor", "ofa_target",
                                     "scratch_corner", "width_multiplier")] == [1, 1, 8, 1, 2, 8, 2]
     full = kinds["supernet"][0]["flops/infer_per_sample"]
@@ -262,3 +264,26 @@ def test_kernel_first_variant_is_lr3_with_elastic_kernels_in_the_full_phase():
                   for v in ("ofa_ps_lr3", "ofa_ps_lr3_kernel_first"))
     assert first.phases[0] == replace(lr3.phases[0], kernel_sizes="all") and first.phases[1:] == lr3.phases[1:]
     assert (first.training, first.baselines) == (lr3.training, lr3.baselines)
+
+
+@pytest.mark.parametrize("where, device, timer, expected", [
+    ("run", "cpu", "auto", "thread_cpu"),  # one intra-op thread on a CPU (set below)
+    ("run", "cuda", "auto", "wall"),  # an accelerator's time is not the thread's
+    ("cpu", "cuda", "thread_cpu", "thread_cpu"),  # a GPU run measuring CPU deployment
+    ("run", "cuda", "thread_cpu", ConfigError),
+])
+def test_latency_device_and_timer_resolve_from_the_run(monkeypatch, where, device, timer, expected):
+    """method.latency_device=run measures where the run computes (a GPU run: its GPU), cpu on this host's CPU."""
+    from types import SimpleNamespace
+
+    from experiments.tasks.ofa import Job
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    cfg = SimpleNamespace(method=SimpleNamespace(latency_device=where, latency_timer=timer))
+    job = Job(cfg, SimpleNamespace(runtime=SimpleNamespace(device=torch.device(device))), None, None, None, [])
+    assert job.latency_device == torch.device("cpu" if where == "cpu" else device)
+    if expected is ConfigError:
+        with pytest.raises(ConfigError, match="method.latency_timer='thread_cpu' is invalid with latency on cuda"):
+            job.latency_timer
+    else:
+        assert job.latency_timer == expected

@@ -31,6 +31,7 @@ from experiments import distributed
 from experiments.checkpoint import exists, load_checkpoint, load_latest, save_checkpoint
 from experiments.context import RunContext
 from experiments.preemption import Preempted
+from experiments.schema import ConfigError
 from experiments.progress import UNIT_COUNTS
 from experiments.records import atomic_write_json, read_json
 from experiments.streaming import StreamingSplits
@@ -42,7 +43,6 @@ from experiments.tasks.ofa_eval import (
     as_channels,
     deployment_costs,
     evaluate_subnet,
-    on_cpu,
     recalibrate,
     recalibration_set,
     scaled_spec,
@@ -88,10 +88,20 @@ class Job:
     eval_data: str | None = None  # streaming data: what recalibration and evaluation held in memory (ofa_stream)
 
     @property
+    def latency_device(self) -> torch.device:
+        """method.latency_device resolved: the run's device, or the CPU."""
+        return torch.device("cpu") if self.cfg.method.latency_device == "cpu" else self.ctx.runtime.device
+
+    @property
     def latency_timer(self) -> str:
-        """method.latency_timer with auto resolved: thread CPU time at one intra-op thread, else wall time."""
+        """method.latency_timer with auto resolved: thread CPU time at one intra-op thread on a CPU, else wall time
+        (an accelerator's time is not the thread's; a thread_cpu asked for there is a config error)."""
         timer = self.cfg.method.latency_timer
-        return timer if timer != "auto" else "thread_cpu" if torch.get_num_threads() == 1 else "wall"
+        on_cpu = self.latency_device.type == "cpu"
+        if timer == "thread_cpu" and not on_cpu:
+            raise ConfigError(f"method.latency_timer='thread_cpu' is invalid with latency on {self.latency_device}; "
+                              "allowed: wall or auto (or method.latency_device=cpu)")
+        return timer if timer != "auto" else "thread_cpu" if on_cpu and torch.get_num_threads() == 1 else "wall"
 
     @cached_property
     def full_flops(self) -> int:
@@ -253,7 +263,8 @@ def evaluate_corners(job: Job, net: OFASupernet, latency: LatencyTable) -> None:
                 acc = evaluate_subnet(net, cfg, job.recal, job.data.x_test, job.data.y_test)
                 model = export_subnet(net, cfg)
                 costs = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
-                                         repeats=job.cfg.method.latency_repeats, table=latency)
+                                         repeats=job.cfg.method.latency_repeats, table=latency,
+                                         device=job.latency_device)
             return {**base_row(job, "ofa_corner", cfg, model), "ofa/corner": name, "acc/test": acc,
                     "flops/train_total": 0, **costs, **w.row()}
 
@@ -267,11 +278,12 @@ def latency_table(job: Job, net: OFASupernet) -> LatencyTable:
     def work() -> dict:
         with job.ctx.meter.window("latency_table") as w:
             table = LatencyTable.build(net, batch_size=1, warmup=2, repeats=job.cfg.method.latency_repeats,
-                                       timer=job.latency_timer)
+                                       device=job.latency_device, timer=job.latency_timer)
         if distributed.is_main():  # every rank reads rank 0's table (after run_unit's barrier)
             atomic_write_json(path, table.to_dict())
         return {**base_row(job, "latency_table", None, None), "acc/test": None, "flops/train_total": 0,
-                "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads, **w.row()}
+                "latency/entries": len(table.blocks), "latency/num_threads": table.num_threads,
+                "latency/device": str(job.latency_device), **w.row()}
 
     run_unit(unit_dir, job.ctx, work)
     return LatencyTable.from_dict(read_json(path))
@@ -372,11 +384,11 @@ def specialise(job: Job, net: OFASupernet, predictor: PredictorEnsemble, latency
                 model = export_subnet(net, cfg)
                 acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
                 val = accuracy(model, job.data.x_val, job.data.y_val, cfg.resolution)  # what was predicted
-                model = on_cpu(model)  # saved and deployed from the host
                 if distributed.is_main():
                     save_subnet(model, cfg, job.ctx.job_dir / "targets" / f"t{fraction:g}" / "subnet.safetensors")
                 row = deployment_costs(model, job.spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
-                                       repeats=job.cfg.method.latency_repeats, table=latency)
+                                       repeats=job.cfg.method.latency_repeats, table=latency,
+                                         device=job.latency_device)
             return {**base_row(job, "ofa_target", cfg, model), "ofa/target_fraction": fraction,
                     "ofa/target_metric": job.cfg.method.target_metric, "ofa/target_flops": limits.get("flops"),
                     "ofa/constraints": ", ".join(f"{k}<={v:.4g}" for k, v in sorted(limits.items())),
@@ -415,9 +427,8 @@ def train_from_scratch(job: Job, unit_dir: Path, kind: str, spec, cfg: SubnetCon
                               grad_sync=distributed.sync_step, **device_kw)
         recalibrate(model, job.recal, cfg.resolution)  # the same BN statistics treatment as the OFA sub-nets
         acc = accuracy(model, job.data.x_test, job.data.y_test, cfg.resolution)
-        model.cpu()  # latency and energy per inference on the host CPU
         costs = deployment_costs(model, spec, cfg, job.ctx.meter, batch=job.cfg.method.latency_batch,
-                                 repeats=job.cfg.method.latency_repeats)
+                                 repeats=job.cfg.method.latency_repeats, device=job.latency_device)
         return {**base_row(job, kind, cfg, model, FlopsTable(spec)), **extra, "acc/test": acc,
                 "runtime/compile": compiled,
                 "flops/train_total": result["counters"]["flops_train"], **costs, **measured([result]).row()}
@@ -448,7 +459,8 @@ def width_multipliers(job: Job) -> None:
     """One full net per target, narrowed to <= the target's fraction of the full net's `method.target_metric` (for
     latency_ms both are measured here, whole-net, so a table's error cannot favour either side)."""
     cost_at, repeats = WIDTH_COSTS[job.cfg.method.target_metric], job.cfg.method.latency_repeats
-    cost = functools.cache(lambda m: cost_at(job.spec, m, repeats, job.latency_timer))  # m=1.0 serves every target
+    cost = functools.cache(lambda m: cost_at(job.spec, m, repeats, job.latency_timer, job.latency_device))  # m=1
+    # serves every target
     full = cost(1.0)
     for fraction in job.cfg.method.targets:
         multiplier, _ = width_multiplier_for(job.spec, fraction * full, cost)

@@ -104,6 +104,7 @@ class SearchCfg:
 
 OFA_BASELINES = ("scratch_corners", "width_multiplier")
 LATENCY_TIMERS = ("auto", "wall", "thread_cpu")  # once_for_all.efficiency.TIMERS and auto
+LATENCY_DEVICES = ("run", "cpu")  # where latency and energy per inference are measured: the run's device | CPU
 PREDICTOR_LINKS = ("identity", "sigmoid")  # once_for_all.predictor.LINKS (not imported: compose stays light)
 OFA_COSTS = ("flops", "latency_ms")  # what a target or a constraint bounds: analytic FLOPs | the batch-1 latency table
 
@@ -161,6 +162,9 @@ class OFAMethodCfg:
     # benchmarks/ofa_latency_table.py) | auto (thread_cpu at threads=1, else wall)
     latency_timer: str = "wall"
     latency_repeats: int = 30
+    # the deployment target latency, the latency table and energy per inference describe: run (the run's device: a
+    # GPU run measures the GPU, synchronised) | cpu (this host's CPU, e.g. for a net trained on a GPU, deployed on CPU)
+    latency_device: str = "run"
 
     def __post_init__(self) -> None:
         _check(len(self.phases) >= 1, "method.phases", self.phases, "one or more phases")
@@ -185,6 +189,8 @@ class OFAMethodCfg:
         _check(self.target_metric in OFA_COSTS, "method.target_metric", self.target_metric, ", ".join(OFA_COSTS))
         _check(self.latency_timer in LATENCY_TIMERS, "method.latency_timer", self.latency_timer,
                ", ".join(LATENCY_TIMERS))
+        _check(self.latency_device in LATENCY_DEVICES, "method.latency_device", self.latency_device,
+               ", ".join(LATENCY_DEVICES))
         bad = [b for b in self.baselines if b not in OFA_BASELINES]
         _check(not bad, "method.baselines", bad, ", ".join(OFA_BASELINES))
 

@@ -62,9 +62,9 @@ def recalibrate(model: torch.nn.Module, recal: list[torch.Tensor], resolution: i
     recalibrate_bn(model, (resize_input(b.to(device, non_blocking=True), resolution) for b in recal))
 
 
-def on_cpu(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` itself on the CPU, else a CPU copy: latency and energy per inference are this host CPU's figures."""
-    return model if device_of(model).type == "cpu" else copy.deepcopy(model).cpu()
+def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` itself when it is on `device`, else a copy there (the module the caller holds stays where it is)."""
+    return model if device_of(model) == torch.device(device) else copy.deepcopy(model).to(device)
 
 
 def evaluate_subnet(net: OFASupernet, cfg: SubnetConfig, recal: list[torch.Tensor], x: torch.Tensor,
@@ -77,18 +77,19 @@ def evaluate_subnet(net: OFASupernet, cfg: SubnetConfig, recal: list[torch.Tenso
 
 
 def deployment_costs(model: torch.nn.Module, spec: SupernetSpec, cfg: SubnetConfig, meter, *, batch: int,
-                     repeats: int, table: LatencyTable | None = None) -> dict:
-    """FLOPs (analytic table), wall latency at batch 1 and `batch` (median), and energy per inference of an
-    exported sub-net on this machine's CPU (a copy of a model trained on an accelerator); with a latency `table`,
-    its prediction and relative error against a measurement with the table's timer (thread CPU time as well when
-    the table used it)."""
-    model = on_cpu(model)
-    x1 = torch.randn(1, spec.in_channels, *(cfg.resolution,) * spec.dims)
+                     repeats: int, table: LatencyTable | None = None, device: torch.device | str = "cpu") -> dict:
+    """FLOPs (analytic table), wall latency at batch 1 and `batch` (median; an accelerator synchronised), and energy
+    per inference of an exported sub-net on `device` (a copy of the model when it lives elsewhere); with a latency
+    `table`, its prediction and relative error against a measurement with the table's timer (thread CPU time as
+    well when the table used it)."""
+    device = torch.device(device)
+    model = on_device(model, device)
+    x1 = torch.randn(1, spec.in_channels, *(cfg.resolution,) * spec.dims).to(device)
     xb = x1.expand(batch, *x1.shape[1:]).contiguous()
     row = {
         "latency/b1_ms": 1e3 * measure_latency(model, x1, warmup=5, repeats=repeats),
         f"latency/b{batch}_ms": 1e3 * measure_latency(model, xb, warmup=3, repeats=max(5, repeats // 3)),
-        "latency/num_threads": torch.get_num_threads(),
+        "latency/num_threads": torch.get_num_threads(), "latency/device": str(device),
     }
     if table is not None:
         measured = row["latency/b1_ms"]
@@ -114,23 +115,26 @@ def scaled_spec(spec: SupernetSpec, multiplier: float) -> SupernetSpec:
                    resolutions=(max(spec.resolutions),))
 
 
-def full_net_flops(spec: SupernetSpec, multiplier: float, repeats: int = 0, timer: str = "wall") -> int:
-    """Analytic FLOPs of the full network at width `multiplier` (`repeats`, `timer`: unused; WIDTH_COSTS' signature)."""
+def full_net_flops(spec: SupernetSpec, multiplier: float, repeats: int = 0, timer: str = "wall",
+                   device: torch.device | str = "cpu") -> int:
+    """Analytic FLOPs of the full network at width `multiplier` (`repeats`, `timer`, `device`: unused; WIDTH_COSTS'
+    signature)."""
     s = scaled_spec(spec, multiplier)
     return FlopsTable(s).predict(ArchSpace.full(s).largest())
 
 
-def full_net_latency_ms(spec: SupernetSpec, multiplier: float, repeats: int = 30, timer: str = "wall") -> float:
+def full_net_latency_ms(spec: SupernetSpec, multiplier: float, repeats: int = 30, timer: str = "wall",
+                        device: torch.device | str = "cpu") -> float:
     """Measured batch-1 latency (median, ms, a TIMERS `timer`) of the full network at width `multiplier`, exported,
-    on this machine (the weights are a fresh init: latency does not depend on their values)."""
+    on `device` (the weights are a fresh init: latency does not depend on their values)."""
     s = scaled_spec(spec, multiplier)
-    model = export_subnet(OFASupernet(s), ArchSpace.full(s).largest()).eval()
-    x = torch.randn(1, s.in_channels, *(max(s.resolutions),) * s.dims)
+    model = export_subnet(OFASupernet(s), ArchSpace.full(s).largest()).eval().to(device)
+    x = torch.randn(1, s.in_channels, *(max(s.resolutions),) * s.dims).to(device)
     return 1e3 * measure_latency(model, x, warmup=5, repeats=repeats, timer=TIMERS[timer])
 
 
 # method.target_metric -> the cost of the full net at width multiplier m, for the width-multiplier baseline
-WIDTH_COSTS: dict[str, Callable[[SupernetSpec, float, int, str], float]] = {"flops": full_net_flops, "latency_ms": full_net_latency_ms}
+WIDTH_COSTS: dict[str, Callable[..., float]] = {"flops": full_net_flops, "latency_ms": full_net_latency_ms}
 
 
 def width_multiplier_for(spec: SupernetSpec, budget: float, cost: Callable[[float], float] | None = None,
