@@ -137,7 +137,7 @@ def test_rows_metered_beside_other_jobs_are_named_in_the_caption_as_upper_bounds
     out = tmp_path / "out"
     assert main(["lth_mnist1d_curve", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = (out / "caption.txt").read_text()
-    assert "Energy of 1 job (runs/crowded) was metered while other jobs ran on the same host" in text
+    assert "Energy of 1 job (crowded) was metered while other jobs ran on the same host" in text
     assert "upper bounds" in text and "solo_job" not in text
 
 
@@ -151,4 +151,4 @@ def test_a_paired_table_labels_overlapping_energy_from_the_jobs_records(tmp_path
     out = tmp_path / "out"
     assert main(["ofa_ps_vs_scratch", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = (out / "caption.txt").read_text()
-    assert "Energy of 1 job (runs/ps_1) was metered while other jobs ran" in text and "ps_0" not in text
+    assert "Energy of 1 job (ps_1) was metered while other jobs ran" in text and "ps_0" not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,15 @@ ERROR_BARS = ("Each cell is the mean ± sample standard deviation (ddof=1) over 
               "plot's error bars are the same standard deviation.")
 
 
+def job_names(rows: list[dict]) -> dict[str, str]:
+    """Each row's job folder named by its path below the folders' common parent (`ps/s0`, not an ambiguous `s0`)."""
+    folders = sorted({str(r.get("job_dir")) for r in rows})
+    if len(folders) < 2:
+        return {f: Path(f).name for f in folders}
+    common = os.path.commonpath(folders)
+    return {f: os.path.relpath(f, common) if f != common else Path(f).name for f in folders}
+
+
 def predating(rows: list[dict]) -> str:
     """' Runs that predate a config key ran with its default: KEY=VALUE (N jobs: a, b, ...).' or ''."""
     jobs: dict[tuple, set] = {}
@@ -158,9 +168,10 @@ def predating(rows: list[dict]) -> str:
             jobs.setdefault((key, repr(value)), set()).update(r.get("jobs_defaulted") or [r.get("job_dir")])
     if not jobs:
         return ""
+    named = job_names([{"job_dir": f} for folders in jobs.values() for f in folders])
     parts = []
     for (key, value), folders in sorted(jobs.items()):
-        names = sorted(Path(str(f)).name for f in folders)
+        names = sorted(named[str(f)] for f in folders)
         parts.append(f"{key}={value} ({len(names)} job{'s' * (len(names) > 1)}: {', '.join(names[:4])}"
                      f"{', ...' if len(names) > 4 else ''})")
     return " Runs that predate a config key ran with its schema default: " + "; ".join(parts) + "."
@@ -168,8 +179,8 @@ def predating(rows: list[dict]) -> str:
 
 def overlapped(rows: list[dict]) -> str:
     """' Energy metered beside other jobs ... (N jobs: a, b, ...).' or '' (meter.peers: energy/overlapping_jobs)."""
-    folders = sorted({"/".join(Path(str(r.get("job_dir"))).parts[-2:]) for r in rows
-                      if number(r.get("energy/overlapping_jobs"))})
+    named = job_names(rows)
+    folders = sorted({named[str(r.get("job_dir"))] for r in rows if number(r.get("energy/overlapping_jobs"))})
     if not folders:
         return ""
     return (f" Energy of {len(folders)} job{'s' * (len(folders) > 1)} ({', '.join(folders[:4])}"
