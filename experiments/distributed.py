@@ -196,18 +196,8 @@ def broadcast_buffers(module: nn.Module) -> None:
     """Every buffer of `module` (BatchNorm running statistics, counters) := rank 0's, one broadcast per (device,
     dtype). DDP does this before each forward (broadcast_buffers); the research loops do it after each step, so
     every rank holds rank 0's state, and a checkpoint (rank 0's) resumes every rank where it was."""
-    if world()[1] == 1:
-        return
-    groups: dict[tuple, list[torch.Tensor]] = {}
-    for b in module.buffers():
-        groups.setdefault((b.device, b.dtype), []).append(b)
-    for bufs in groups.values():
-        flat = torch.cat([b.reshape(-1) for b in bufs])
-        dist.broadcast(flat, src=0)
-        offset = 0
-        for b in bufs:
-            b.copy_(flat[offset:offset + b.numel()].view_as(b))
-            offset += b.numel()
+    if world()[1] > 1:
+        _flat_collective(module.buffers(), lambda flat: dist.broadcast(flat, src=0))
 
 
 def sync_step(module: nn.Module) -> None:
@@ -224,20 +214,23 @@ def average_optimizer_gradients(optimizer: torch.optim.Optimizer) -> None:
 
 def _average(params) -> None:
     size = world()[1]
-    if size == 1:
-        return
+    if size > 1:
+        _flat_collective((p.grad for p in params if p.grad is not None),
+                         lambda flat: (dist.all_reduce(flat), flat.div_(size)))
+
+
+def _flat_collective(tensors, collective) -> None:
+    """`collective(flat)` on one flat copy per (device, dtype) of `tensors`, written back in place."""
     groups: dict[tuple, list[torch.Tensor]] = {}
-    for p in params:
-        if p.grad is not None:
-            groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
-    for grads in groups.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= size
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    for group in groups.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        collective(flat)
         offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
 
 
 class _SyncBN:
@@ -250,7 +243,9 @@ class _SyncBN:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.momentum is not None and world()[1] > 1):
             return super().forward(x)
-        from sparse_moe.losses import all_reduce_sum as all_reduce  # differentiable; torch's own is deprecated
+        from sparse_moe.losses import (
+            all_reduce_sum as all_reduce,  # differentiable; torch's own is deprecated
+        )
 
         n, dims = x.shape[1], [0, *range(2, x.dim())]
         shape = [1, n] + [1] * (x.dim() - 2)
