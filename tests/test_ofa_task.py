@@ -284,6 +284,6 @@ def test_latency_device_and_timer_resolve_from_the_run(monkeypatch, where, devic
     assert job.latency_device == torch.device("cpu" if where == "cpu" else device)
     if expected is ConfigError:
         with pytest.raises(ConfigError, match="method.latency_timer='thread_cpu' is invalid with latency on cuda"):
-            job.latency_timer
+            _ = job.latency_timer
     else:
         assert job.latency_timer == expected

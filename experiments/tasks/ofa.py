@@ -31,9 +31,9 @@ from experiments import distributed
 from experiments.checkpoint import exists, load_checkpoint, load_latest, save_checkpoint
 from experiments.context import RunContext
 from experiments.preemption import Preempted
-from experiments.schema import ConfigError
 from experiments.progress import UNIT_COUNTS
 from experiments.records import atomic_write_json, read_json
+from experiments.schema import ConfigError
 from experiments.streaming import StreamingSplits
 from experiments.tasks.lth import load_data
 from experiments.tasks.ofa_config import PREDICTOR_KEYS, predictor_settings, teacher_arg, to_phase
