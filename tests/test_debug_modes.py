@@ -77,6 +77,7 @@ def test_debug_fast_without_the_data_is_an_input_error(experiment):
         preflight.check([f"experiment={experiment}", "debug=fast"])
 
 
+@pytest.mark.slow  # about 65 s: the longest fast-suite case; .ci/run runs the slow suite after the fast one
 def test_debug_fast_runs_every_experiment_in_one_multirun(tmp_path):
     runnable = [e for e in EXPERIMENTS if not absent_input(e)]
     proc = run_cli(["-m", "debug=fast", "progress=false", "experiment=" + ",".join(runnable),
